@@ -1,0 +1,310 @@
+//! `s3tally bench generate`: realistic synthetic S3 access logs for benchmarks.
+//!
+//! One file per hour, in both the flat and the date-partitioned layout; a mix of operations and
+//! statuses with skewed popularity of objects and requesters; IPv4 and IPv6 documentation
+//! addresses only; and about 1% of nasty lines (quotes and spaces in URIs, referrers and user
+//! agents, `HTTP/1.1` in query strings, two spaces between fields, HTTP/1.0, non-UTF-8 bytes, the
+//! 18-field format, CRLF, blank lines, truncated lines and the occasional 100 KB line).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    /// Where to write the logs.
+    pub dir: PathBuf,
+    /// Approximate total size in MB (10^6 bytes).
+    pub size_mb: u64,
+    /// Seed: the same seed gives the same logs.
+    pub seed: u64,
+}
+
+/// What was generated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GenerateReport {
+    /// Log files written.
+    pub files: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Lines written.
+    pub lines: u64,
+}
+
+/// Largest size of one hourly file.
+const FILE_BYTES: u64 = 8_000_000;
+/// 2024-01-01T00:00:00Z.
+const START: i64 = 1_704_067_200;
+
+struct Population {
+    keys: Vec<String>,
+    sizes: Vec<u64>,
+    ips: Vec<String>,
+}
+
+fn skewed(rng: &mut StdRng, len: usize) -> usize {
+    // popularity falls off like a power law: a few objects and requesters get most requests
+    let u: f64 = rng.r#gen();
+    ((u.powf(3.0) * len as f64) as usize).min(len - 1)
+}
+
+fn hex(rng: &mut StdRng, digits: usize) -> String {
+    (0..digits)
+        .map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0'))
+        .collect()
+}
+
+fn uuid(rng: &mut StdRng) -> String {
+    format!(
+        "{}-{}-{}-{}-{}",
+        hex(rng, 8),
+        hex(rng, 4),
+        hex(rng, 4),
+        hex(rng, 4),
+        hex(rng, 12)
+    )
+}
+
+fn population(rng: &mut StdRng, size_mb: u64) -> Population {
+    let objects = (size_mb * 40).clamp(500, 400_000) as usize;
+    let mut keys = Vec::with_capacity(objects);
+    for index in 0..objects {
+        let key = match rng.gen_range(0..100) {
+            0..50 => format!("blobs/{}/{}/{}", hex(rng, 3), hex(rng, 3), uuid(rng)),
+            50..80 => format!(
+                "ds{:06}/sub-{:02}/ses-{}/anat/sub-{:02}_ses-{}_run-{}_T1w.nii.gz",
+                rng.gen_range(0..2000),
+                index % 60,
+                rng.gen_range(1..4),
+                index % 60,
+                rng.gen_range(1..4),
+                rng.gen_range(1..9)
+            ),
+            80..95 => format!(
+                "zarr/{}/0/{}/{}",
+                uuid(rng),
+                rng.gen_range(0..40),
+                rng.gen_range(0..40)
+            ),
+            _ => format!(
+                "ds{:06}/derivatives/caf%C3%A9%20notes+{}/file%27s%20copy.json",
+                rng.gen_range(0..2000),
+                index
+            ),
+        };
+        keys.push(key);
+    }
+    let sizes = (0..objects)
+        .map(|_| 10f64.powf(rng.gen_range(3.0..10.0)) as u64)
+        .collect();
+    let requesters = (size_mb * 8).clamp(200, 100_000) as usize;
+    let ips = (0..requesters)
+        .map(|_| {
+            if rng.gen_bool(0.7) {
+                let net = ["192.0.2", "198.51.100", "203.0.113"][rng.gen_range(0..3)];
+                format!("{net}.{}", rng.gen_range(0..256))
+            } else {
+                format!(
+                    "2001:db8:{:x}:{:x}::{:x}",
+                    rng.gen_range(0..0x10000),
+                    rng.gen_range(0..0x10000),
+                    rng.gen_range(1..0x10000)
+                )
+            }
+        })
+        .collect();
+    Population { keys, sizes, ips }
+}
+
+const OPERATIONS: [(&str, u32); 7] = [
+    ("REST.GET.OBJECT", 70),
+    ("REST.HEAD.OBJECT", 12),
+    ("REST.GET.BUCKET", 6),
+    ("REST.PUT.OBJECT", 4),
+    ("REST.OPTIONS.PREFLIGHT", 3),
+    ("BATCH.DELETE.OBJECT", 2),
+    ("REST.GET.BUCKETPOLICY", 3),
+];
+const STATUSES: [(u16, u32); 7] = [
+    (200, 35),
+    (206, 45),
+    (304, 8),
+    (404, 6),
+    (403, 4),
+    (500, 1),
+    (503, 1),
+];
+const AGENTS: [&str; 5] = [
+    "git-annex/10.20220927-geb4a544",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/122.0.0.0 Safari/537.36",
+    "Boto3/1.21.19 Python/3.9.10 Linux/4.4.0-1104-aws Botocore/1.24.19 Resource",
+    "dandi/0.61.2 requests/2.31.0 python/3.11.7",
+    "aws-cli/2.15.0 Python/3.11.6 Linux/6.5.0 exe/x86_64.ubuntu.22",
+];
+
+fn weighted<T: Copy>(rng: &mut StdRng, table: &[(T, u32)]) -> T {
+    let total: u32 = table.iter().map(|(_, w)| w).sum();
+    let mut pick = rng.gen_range(0..total);
+    for &(value, weight) in table {
+        if pick < weight {
+            return value;
+        }
+        pick -= weight;
+    }
+    table[0].0
+}
+
+/// Appends one line (with its line ending) to `out`.
+fn write_line(rng: &mut StdRng, people: &Population, time: i64, out: &mut Vec<u8>) {
+    let operation = weighted(rng, &OPERATIONS);
+    let object = skewed(rng, people.keys.len());
+    let key = &people.keys[object];
+    let size = people.sizes[object];
+    let ip = &people.ips[skewed(rng, people.ips.len())];
+    let status = if operation == "REST.GET.OBJECT" {
+        weighted(rng, &STATUSES)
+    } else {
+        [200, 200, 200, 404, 403][rng.gen_range(0..5)]
+    };
+    let bytes_sent = match status {
+        200 if rng.gen_bool(0.02) => "-".to_owned(),
+        200 => size.to_string(),
+        206 => size.min(1 << rng.gen_range(10..24)).to_string(),
+        304 => "-".to_owned(),
+        _ => rng.gen_range(200..400).to_string(),
+    };
+    let error = match status {
+        200..300 | 304 => "-",
+        403 => "AccessDenied",
+        404 => "NoSuchKey",
+        _ => "InternalError",
+    };
+    let date = chrono::DateTime::from_timestamp(time, 0).unwrap_or_default();
+    let nasty = rng.gen_range(0..100) == 0;
+    let kind = if nasty { rng.gen_range(0..10) } else { 99 };
+    let method = if kind == 2 { "HTTP/1.0" } else { "HTTP/1.1" };
+    let uri = match kind {
+        0 => format!("GET /{key}?name=\"a b\"&next=HTTP/1.1\" 200 {method}"),
+        1 => format!("GET /{key}?x-id=GetObject&v={method} {method}"),
+        _ => format!("GET /{key} {method}"),
+    };
+    let separator = if kind == 3 { "  " } else { " " };
+    let referrer = if kind == 4 {
+        "https://example.org/view?f=\"x\" 200 - 1 2 3 4".to_owned()
+    } else {
+        "-".to_owned()
+    };
+    let agent = AGENTS[rng.gen_range(0..AGENTS.len())];
+    let start = out.len();
+    let _ = write!(
+        out,
+        "8787a3c41bf7ce0d54359d9348ad5b08e16bd5bb8ae5aa4e1508b435773a066e dandiarchive [{}] {ip}{separator}- {} {operation} {key} \"{uri}\" {status} {error} {bytes_sent} {size} {} {} \"{referrer}\" \"",
+        date.format("%d/%b/%Y:%H:%M:%S +0000"),
+        hex(rng, 16).to_uppercase(),
+        rng.gen_range(1..900),
+        rng.gen_range(1..200),
+    );
+    match kind {
+        5 => {
+            out.extend_from_slice(agent.as_bytes());
+            out.extend_from_slice(b" \xff\xfe\xc3(");
+        }
+        6 if rng.gen_range(0..20) == 0 => out.extend(std::iter::repeat_n(b'A', 100_000)),
+        _ => out.extend_from_slice(agent.as_bytes()),
+    }
+    out.push(b'"');
+    if kind != 7 {
+        let _ = write!(
+            out,
+            " - {}= SigV4 TLS_AES_128_GCM_SHA256 AuthHeader dandiarchive.s3.amazonaws.com TLSv1.3 - -",
+            hex(rng, 40)
+        );
+    } else {
+        out.extend_from_slice(b" -");
+    }
+    if kind == 8 {
+        let cut = rng.gen_range(start + 1..out.len());
+        out.truncate(cut);
+    }
+    if kind == 9 {
+        out.extend_from_slice(b"\r\n\n");
+    } else {
+        out.push(b'\n');
+    }
+}
+
+fn file_path(dir: &Path, hour: i64, rng: &mut StdRng) -> PathBuf {
+    let time = chrono::DateTime::from_timestamp(START + hour * 3600, 0).unwrap_or_default();
+    let name = format!(
+        "{}-{}",
+        time.format("%Y-%m-%d-%H-%M-%S"),
+        hex(rng, 16).to_uppercase()
+    );
+    if hour % 2 == 0 {
+        dir.join(name)
+    } else {
+        dir.join(time.format("%Y/%m/%d").to_string()).join(name)
+    }
+}
+
+/// Writes about `size_mb` MB of logs under `dir`, one file per hour.
+pub fn generate(options: &GenerateOptions) -> std::io::Result<GenerateReport> {
+    let mut rng = StdRng::seed_from_u64(options.seed);
+    let people = population(&mut rng, options.size_mb);
+    let total = options.size_mb.max(1) * 1_000_000;
+    let files = total.div_ceil(FILE_BYTES);
+    let per_file = total / files;
+    let mut report = GenerateReport::default();
+    let mut out = Vec::with_capacity(per_file as usize + 200_000);
+    for hour in 0..files as i64 {
+        out.clear();
+        let mut time = START + hour * 3600;
+        while (out.len() as u64) < per_file {
+            time = (time + i64::from(rng.gen_bool(0.1))).min(START + hour * 3600 + 3599);
+            write_line(&mut rng, &people, time, &mut out);
+            report.lines += 1;
+        }
+        let path = file_path(&options.dir, hour, &mut rng);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, &out)?;
+        report.files += 1;
+        report.bytes += out.len() as u64;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_logs_and_every_line_reads() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let options = |dir: &Path| GenerateOptions {
+            dir: dir.to_path_buf(),
+            size_mb: 1,
+            seed: 7,
+        };
+        let report = generate(&options(a.path())).unwrap();
+        assert_eq!(generate(&options(b.path())).unwrap(), report);
+        let found = crate::logfiles::discover(a.path()).unwrap();
+        assert_eq!(found.files.len() as u64, report.files);
+        let mut requests = 0;
+        for file in &found.files {
+            let data = file.read().unwrap();
+            assert_eq!(data, std::fs::read(b.path().join(&file.relative)).unwrap());
+            requests += crate::extract::parse_log(&data).requests.len();
+        }
+        assert!(
+            requests as u64 > report.lines / 4,
+            "{requests} of {}",
+            report.lines
+        );
+    }
+}

@@ -1,0 +1,560 @@
+//! The store: one SQLite database in the cache directory holding objects, requesters (salted
+//! indexes; raw IPs only in the pending-lookup list), per-object bins, processed-file records and
+//! rejected lines. A batch is written in one transaction, so a kill loses at most the batch in flight.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+
+/// File name of the database inside the cache directory.
+pub const DB_FILE: &str = "s3tally.sqlite";
+/// Version of the schema this build writes.
+const SCHEMA_VERSION: i64 = 1;
+/// At most this many rejected lines are kept in full per file.
+pub const REJECTS_KEPT_PER_FILE: usize = 5;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS objects(id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS requesters(id INTEGER PRIMARY KEY, requester_index BLOB NOT NULL UNIQUE, region TEXT);
+CREATE TABLE IF NOT EXISTS pending_lookups(requester_id INTEGER PRIMARY KEY, ip TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bins(id INTEGER PRIMARY KEY, object_id INTEGER NOT NULL, requests INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS bins_by_object ON bins(object_id);
+CREATE TABLE IF NOT EXISTS files(
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, gzip INTEGER NOT NULL, lines INTEGER NOT NULL, requests INTEGER NOT NULL,
+    excluded INTEGER NOT NULL, rejected INTEGER NOT NULL, extracted_at INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rejects(
+    file TEXT NOT NULL, line INTEGER NOT NULL, reason TEXT NOT NULL, excerpt TEXT NOT NULL,
+    PRIMARY KEY(file, line)) WITHOUT ROWID;
+";
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("store {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The underlying error.
+        source: rusqlite::Error,
+    },
+    /// The cache directory cannot be created.
+    #[error("cannot create cache directory {path}: {source}")]
+    CreateDir {
+        /// The cache directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The store was built with another salt.
+    #[error(
+        "the store in {dir} was built with another salt (fingerprint {stored}, this salt has {given}); \
+         use the original salt (S3TALLY_SALT or the salt.key file) or another --cache: mixing salts would split every requester in two"
+    )]
+    SaltMismatch {
+        /// The cache directory.
+        dir: PathBuf,
+        /// Fingerprint kept in the store.
+        stored: String,
+        /// Fingerprint of the salt given now.
+        given: String,
+    },
+    /// The store was written by a newer s3tally.
+    #[error(
+        "the store in {dir} has schema version {found}, newer than this s3tally ({SCHEMA_VERSION}); upgrade s3tally"
+    )]
+    NewerSchema {
+        /// The cache directory.
+        dir: PathBuf,
+        /// The version found.
+        found: i64,
+    },
+    /// Nothing has been extracted into this cache yet.
+    #[error("no store in {0} yet: run `s3tally extract LOG_DIR` first")]
+    Missing(PathBuf),
+}
+
+/// What is recorded of one extracted log file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    /// Path relative to the log directory it was found in.
+    pub path: String,
+    /// Size in bytes on disk when extracted.
+    pub size: u64,
+    /// Whether it was read gzip-compressed.
+    pub gzip: bool,
+    /// Lines read.
+    pub lines: u64,
+    /// GET-2xx requests kept.
+    pub requests: u64,
+    /// GET-2xx requests dropped by `--exclude-ip`.
+    pub excluded: u64,
+    /// Lines that could not be read.
+    pub rejected: u64,
+}
+
+/// A rejected line kept in full (IPs masked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectRecord {
+    /// Path of the log file, relative to its log directory.
+    pub file: String,
+    /// Line number, from 1.
+    pub line: u64,
+    /// Why it was rejected.
+    pub reason: String,
+    /// The line with IPs masked, shortened if very long.
+    pub excerpt: String,
+}
+
+/// Totals shown by `s3tally status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreCounts {
+    /// Log files extracted.
+    pub files: u64,
+    /// Bytes of log files extracted.
+    pub file_bytes: u64,
+    /// Lines read.
+    pub lines: u64,
+    /// Requests extracted.
+    pub requests: u64,
+    /// Requests dropped by exclusion.
+    pub excluded: u64,
+    /// Lines rejected.
+    pub rejected: u64,
+    /// Distinct objects.
+    pub objects: u64,
+    /// Distinct requesters.
+    pub requesters: u64,
+    /// Requesters waiting for a region lookup.
+    pub pending_lookups: u64,
+    /// Bins.
+    pub bins: u64,
+}
+
+/// The open store.
+pub struct Store {
+    conn: Connection,
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens the store for writing, creating the cache directory and the schema if needed.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(DB_FILE);
+        let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        let store = Self {
+            conn,
+            dir: dir.to_path_buf(),
+            path,
+        };
+        store
+            .conn
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA secure_delete=ON;
+                 PRAGMA busy_timeout=10000; PRAGMA cache_size=-65536;",
+            )
+            .map_err(|e| store.error(e))?;
+        store
+            .conn
+            .execute_batch(SCHEMA)
+            .map_err(|e| store.error(e))?;
+        store.check_schema_version()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store read-only (`dump`, `status`); an error if there is none.
+    pub fn open_existing(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join(DB_FILE);
+        if !path.exists() {
+            return Err(StoreError::Missing(dir.to_path_buf()));
+        }
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
+            |source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            },
+        )?;
+        let store = Self {
+            conn,
+            dir: dir.to_path_buf(),
+            path,
+        };
+        store
+            .conn
+            .execute_batch("PRAGMA busy_timeout=10000;")
+            .map_err(|e| store.error(e))?;
+        store.check_schema_version()?;
+        Ok(store)
+    }
+
+    fn error(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(|e| self.error(e))
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta(key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    fn check_schema_version(&self) -> Result<(), StoreError> {
+        match self.meta("schema_version")? {
+            Some(found) => {
+                let found: i64 = found.parse().unwrap_or(i64::MAX);
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema {
+                        dir: self.dir.clone(),
+                        found,
+                    });
+                }
+                Ok(())
+            }
+            None if self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) => Ok(()),
+            None => self.set_meta("schema_version", &SCHEMA_VERSION.to_string()),
+        }
+    }
+
+    /// Records the salt's fingerprint on first use; refuses a different salt afterwards.
+    pub fn check_salt(&self, fingerprint: &str) -> Result<(), StoreError> {
+        match self.meta("salt_fingerprint")? {
+            Some(stored) if stored == fingerprint => Ok(()),
+            Some(stored) => Err(StoreError::SaltMismatch {
+                dir: self.dir.clone(),
+                stored,
+                given: fingerprint.to_owned(),
+            }),
+            None => self.set_meta("salt_fingerprint", fingerprint),
+        }
+    }
+
+    /// The recorded log files: identity (relative path without `.gz`) to size and compression.
+    pub fn processed_files(&self) -> Result<HashMap<String, (u64, bool)>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT path, size, gzip FROM files")
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((row.get(0)?, (row.get::<_, i64>(1)? as u64, row.get(2)?)))
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Starts the transaction of one batch.
+    pub fn begin_batch(&mut self) -> Result<Batch<'_>, StoreError> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Batch { tx, path })
+    }
+
+    /// Moves everything from the write-ahead log into the database file and empties the log.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| self.error(e))
+    }
+
+    /// Bytes on disk of the database and its write-ahead log.
+    pub fn size_on_disk(&self) -> u64 {
+        ["", "-wal"]
+            .iter()
+            .filter_map(|suffix| {
+                let mut name = self.path.clone().into_os_string();
+                name.push(suffix);
+                std::fs::metadata(name).ok()
+            })
+            .map(|meta| meta.len())
+            .sum()
+    }
+
+    /// Totals over the whole store.
+    pub fn counts(&self) -> Result<StoreCounts, StoreError> {
+        let count = |sql: &str| -> Result<u64, StoreError> {
+            self.conn
+                .query_row(sql, [], |row| row.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(|e| self.error(e))
+        };
+        let (files, file_bytes, lines, requests, excluded, rejected) = self
+            .conn
+            .query_row(
+                "SELECT count(*), total(size), total(lines), total(requests), total(excluded), total(rejected) FROM files",
+                [],
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(0)? as u64,
+                        row.get::<_, f64>(1)? as u64,
+                        row.get::<_, f64>(2)? as u64,
+                        row.get::<_, f64>(3)? as u64,
+                        row.get::<_, f64>(4)? as u64,
+                        row.get::<_, f64>(5)? as u64,
+                    ))
+                },
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(StoreCounts {
+            files,
+            file_bytes,
+            lines,
+            requests,
+            excluded,
+            rejected,
+            objects: count("SELECT count(*) FROM objects")?,
+            requesters: count("SELECT count(*) FROM requesters")?,
+            pending_lookups: count("SELECT count(*) FROM pending_lookups")?,
+            bins: count("SELECT count(*) FROM bins")?,
+        })
+    }
+
+    /// Calls `visit(key, bin)` for every bin, ordered by object key then bin; only the bins of
+    /// `only` when given.
+    pub fn visit_bins(
+        &self,
+        only: Option<&[u8]>,
+        mut visit: impl FnMut(&[u8], &[u8]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let sql = "SELECT o.key, b.data FROM objects o JOIN bins b ON b.object_id = o.id
+                   WHERE ?1 IS NULL OR o.key = ?1 ORDER BY o.key, b.id";
+        let mut statement = self.conn.prepare(sql).map_err(|e| self.error(e))?;
+        let mut rows = statement.query([only]).map_err(|e| self.error(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.error(e))? {
+            let key = row.get_ref(0).and_then(|v| Ok(v.as_blob()?))?;
+            let data = row.get_ref(1).and_then(|v| Ok(v.as_blob()?))?;
+            visit(key, data)?;
+        }
+        Ok(())
+    }
+
+    /// Every requester's salted index, by store id.
+    pub fn requester_indexes(&self) -> Result<HashMap<u64, Vec<u8>>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT id, requester_index FROM requesters")
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// The rejected lines kept in full, by file and line.
+    pub fn rejects(&self) -> Result<Vec<RejectRecord>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT file, line, reason, excerpt FROM rejects ORDER BY file, line")
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(RejectRecord {
+                    file: row.get(0)?,
+                    line: row.get::<_, i64>(1)? as u64,
+                    reason: row.get(2)?,
+                    excerpt: row.get(3)?,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+}
+
+/// The open transaction of one batch: everything in it lands together at `commit`, or not at all.
+pub struct Batch<'a> {
+    tx: Transaction<'a>,
+    path: PathBuf,
+}
+
+impl Batch<'_> {
+    fn error(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The id of an object key, adding the object if it is new.
+    pub fn object_id(&self, key: &[u8]) -> Result<i64, StoreError> {
+        let mut select = self
+            .tx
+            .prepare_cached("SELECT id FROM objects WHERE key = ?1")
+            .map_err(|e| self.error(e))?;
+        if let Some(id) = select
+            .query_row([key], |row| row.get(0))
+            .optional()
+            .map_err(|e| self.error(e))?
+        {
+            return Ok(id);
+        }
+        let mut insert = self
+            .tx
+            .prepare_cached("INSERT INTO objects(key) VALUES (?1)")
+            .map_err(|e| self.error(e))?;
+        insert.execute([key]).map_err(|e| self.error(e))?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// The id of a requester, adding it with its raw IP to the pending-lookup list if it is new.
+    pub fn requester_id(&self, index: &[u8], ip: &str) -> Result<i64, StoreError> {
+        let mut select = self
+            .tx
+            .prepare_cached("SELECT id FROM requesters WHERE requester_index = ?1")
+            .map_err(|e| self.error(e))?;
+        if let Some(id) = select
+            .query_row([index], |row| row.get(0))
+            .optional()
+            .map_err(|e| self.error(e))?
+        {
+            return Ok(id);
+        }
+        self.tx
+            .prepare_cached("INSERT INTO requesters(requester_index) VALUES (?1)")
+            .and_then(|mut insert| insert.execute([index]))
+            .map_err(|e| self.error(e))?;
+        let id = self.tx.last_insert_rowid();
+        self.tx
+            .prepare_cached("INSERT INTO pending_lookups(requester_id, ip) VALUES (?1, ?2)")
+            .and_then(|mut insert| insert.execute(params![id, ip]))
+            .map_err(|e| self.error(e))?;
+        Ok(id)
+    }
+
+    /// Adds one object's bin.
+    pub fn add_bin(&self, object_id: i64, requests: u64, data: &[u8]) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("INSERT INTO bins(object_id, requests, data) VALUES (?1, ?2, ?3)")
+            .and_then(|mut insert| insert.execute(params![object_id, requests as i64, data]))
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Records a log file as extracted.
+    pub fn add_file(&self, file: &FileRecord, extracted_at: i64) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO files(path, size, gzip, lines, requests, excluded, rejected, extracted_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .and_then(|mut insert| {
+                insert.execute(params![
+                    file.path,
+                    file.size as i64,
+                    file.gzip,
+                    file.lines as i64,
+                    file.requests as i64,
+                    file.excluded as i64,
+                    file.rejected as i64,
+                    extracted_at
+                ])
+            })
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Keeps a rejected line in full.
+    pub fn add_reject(&self, reject: &RejectRecord) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO rejects(file, line, reason, excerpt) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut insert| {
+                insert.execute(params![
+                    reject.file,
+                    reject.line as i64,
+                    reject.reason,
+                    reject.excerpt
+                ])
+            })
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Makes the whole batch durable at once.
+    pub fn commit(self) -> Result<(), StoreError> {
+        let path = self.path;
+        self.tx
+            .commit()
+            .map_err(|source| StoreError::Sqlite { path, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_not_committed_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        {
+            let batch = store.begin_batch().unwrap();
+            let object = batch.object_id(b"ds/a").unwrap();
+            batch.add_bin(object, 1, &[1, 2, 3]).unwrap();
+            batch.requester_id(&[7; 32], "192.0.2.1").unwrap();
+            // dropped without commit
+        }
+        assert_eq!(store.counts().unwrap(), StoreCounts::default());
+        let batch = store.begin_batch().unwrap();
+        let a = batch.object_id(b"ds/a").unwrap();
+        assert_eq!(batch.object_id(b"ds/a").unwrap(), a);
+        let r = batch.requester_id(&[7; 32], "192.0.2.1").unwrap();
+        assert_eq!(batch.requester_id(&[7; 32], "192.0.2.1").unwrap(), r);
+        batch.commit().unwrap();
+        let counts = store.counts().unwrap();
+        assert_eq!(
+            (counts.objects, counts.requesters, counts.pending_lookups),
+            (1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn a_different_salt_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.check_salt("aaaa").unwrap();
+        store.check_salt("aaaa").unwrap();
+        let error = store.check_salt("bbbb").unwrap_err().to_string();
+        assert!(error.contains("another salt"), "{error}");
+    }
+
+    #[test]
+    fn readers_need_an_existing_store() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Store::open_existing(dir.path()),
+            Err(StoreError::Missing(_))
+        ));
+    }
+}
