@@ -1,7 +1,8 @@
 //! `s3tally bench generate`: realistic synthetic S3 access logs for benchmarks.
 //!
-//! One file per hour, in both the flat and the date-partitioned layout; a mix of operations and
-//! statuses with skewed popularity of objects and requesters; IPv4 and IPv6 documentation
+//! One file per hour, in both the flat and the date-partitioned layout; sessions of one requester
+//! on one object (downloads, streams of range requests, other operations) with skewed popularity
+//! of objects and requesters; IPv4 and IPv6 documentation
 //! addresses only; and about 1% of nasty lines (quotes and spaces in URIs, referrers and user
 //! agents, `HTTP/1.1` in query strings, two spaces between fields, HTTP/1.0, non-UTF-8 bytes, the
 //! 18-field format, CRLF, blank lines, truncated lines and the occasional 100 KB line).
@@ -157,25 +158,87 @@ fn weighted<T: Copy>(rng: &mut StdRng, table: &[(T, u32)]) -> T {
     table[0].0
 }
 
-/// Appends one line (with its line ending) to `out`.
-fn write_line(rng: &mut StdRng, people: &Population, time: i64, out: &mut Vec<u8>) {
-    let operation = weighted(rng, &OPERATIONS);
+/// One request to write as a log line.
+struct Request<'a> {
+    time: i64,
+    ip: &'a str,
+    operation: &'a str,
+    key: &'a str,
+    size: u64,
+    status: u16,
+    /// `None` is written `-`.
+    bytes_sent: Option<u64>,
+}
+
+/// Appends the lines of one session (with line endings) to `out`; returns how many.
+///
+/// A session is one requester and one object: a download (a 200, sometimes repeated), a stream of
+/// range requests (206s of one chunk size, a second or two apart, as HDF5 and Zarr readers make),
+/// or a single request of another kind.
+fn write_session(rng: &mut StdRng, people: &Population, time: i64, out: &mut Vec<u8>) -> u64 {
     let object = skewed(rng, people.keys.len());
-    let key = &people.keys[object];
-    let size = people.sizes[object];
-    let ip = &people.ips[skewed(rng, people.ips.len())];
-    let status = if operation == "REST.GET.OBJECT" {
-        weighted(rng, &STATUSES)
-    } else {
-        [200, 200, 200, 404, 403][rng.gen_range(0..5)]
+    let mut request = Request {
+        time,
+        ip: &people.ips[skewed(rng, people.ips.len())],
+        operation: weighted(rng, &OPERATIONS),
+        key: &people.keys[object],
+        size: people.sizes[object],
+        status: 200,
+        bytes_sent: None,
     };
-    let bytes_sent = match status {
-        200 if rng.gen_bool(0.02) => "-".to_owned(),
-        200 => size.to_string(),
-        206 => size.min(1 << rng.gen_range(10..24)).to_string(),
-        304 => "-".to_owned(),
-        _ => rng.gen_range(200..400).to_string(),
-    };
+    if request.operation != "REST.GET.OBJECT" {
+        request.status = [200, 200, 200, 404, 403][rng.gen_range(0..5)];
+        request.bytes_sent = Some(rng.gen_range(200..400));
+        write_line(rng, &request, out);
+        return 1;
+    }
+    request.status = weighted(rng, &STATUSES);
+    match request.status {
+        206 => {
+            let chunk = [65_536, 1 << 20, 8 << 20, 10_000_000][rng.gen_range(0..4)];
+            let count = rng.gen_range(1..=40u64).min(request.size.div_ceil(chunk));
+            for index in 0..count {
+                request.bytes_sent = Some(chunk.min(request.size - index * chunk));
+                request.time += rng.gen_range(0..3);
+                write_line(rng, &request, out);
+            }
+            count
+        }
+        200 => {
+            let count = [1, 1, 1, 2, 3][rng.gen_range(0..5)];
+            for _ in 0..count {
+                request.bytes_sent = (!rng.gen_bool(0.02)).then_some(request.size);
+                request.time += rng.gen_range(0..600);
+                write_line(rng, &request, out);
+            }
+            count
+        }
+        304 => {
+            write_line(rng, &request, out);
+            1
+        }
+        _ => {
+            request.bytes_sent = Some(rng.gen_range(200..400));
+            write_line(rng, &request, out);
+            1
+        }
+    }
+}
+
+/// Appends one line (with its line ending) to `out`, sometimes made nasty.
+fn write_line(rng: &mut StdRng, request: &Request<'_>, out: &mut Vec<u8>) {
+    let Request {
+        time,
+        ip,
+        operation,
+        key,
+        size,
+        status,
+        ..
+    } = *request;
+    let bytes_sent = request
+        .bytes_sent
+        .map_or_else(|| "-".to_owned(), |n| n.to_string());
     let error = match status {
         200..300 | 304 => "-",
         403 => "AccessDenied",
@@ -261,11 +324,9 @@ pub fn generate(options: &GenerateOptions) -> std::io::Result<GenerateReport> {
     let mut out = Vec::with_capacity(per_file as usize + 200_000);
     for hour in 0..files as i64 {
         out.clear();
-        let mut time = START + hour * 3600;
         while (out.len() as u64) < per_file {
-            time = (time + i64::from(rng.gen_bool(0.1))).min(START + hour * 3600 + 3599);
-            write_line(&mut rng, &people, time, &mut out);
-            report.lines += 1;
+            let time = START + hour * 3600 + rng.gen_range(0..3600);
+            report.lines += write_session(&mut rng, &people, time, &mut out);
         }
         let path = file_path(&options.dir, hour, &mut rng);
         if let Some(parent) = path.parent() {

@@ -10,7 +10,8 @@
 //!   requester slot in the table above (omitted when R == 1)
 //!   header = bytes_sent << 3 | same_bytes << 2 | status class
 //!            status class: 0 = 200, 1 = 206, 2 = other 2xx (one more byte: status - 200)
-//!            same_bytes: bytes sent equals the previous record's (the bytes are then omitted)
+//!            same_bytes: bytes sent equals that of the previous record of the same status class
+//!            (the bytes are then omitted)
 //! ```
 //!
 //! Repeated downloads of one file cost about three bytes each; an object's full history is the
@@ -66,7 +67,7 @@ pub fn encode(requests: &mut [BinRequest]) -> Vec<u8> {
     };
     put(&mut out, zigzag(first.time));
     let mut previous_time = first.time;
-    let mut previous_bytes = None;
+    let mut previous_bytes = [None; 3];
     for request in requests.iter() {
         put(&mut out, (request.time - previous_time) as u64);
         previous_time = request.time;
@@ -79,11 +80,11 @@ pub fn encode(requests: &mut [BinRequest]) -> Vec<u8> {
             206 => 1,
             _ => 2,
         };
-        if previous_bytes == Some(request.bytes_sent) {
-            put(&mut out, 4 | class);
+        if previous_bytes[class] == Some(request.bytes_sent) {
+            put(&mut out, 4 | class as u64);
         } else {
-            put(&mut out, (request.bytes_sent << 3) | class);
-            previous_bytes = Some(request.bytes_sent);
+            put(&mut out, (request.bytes_sent << 3) | class as u64);
+            previous_bytes[class] = Some(request.bytes_sent);
         }
         if class == 2 {
             out.push(request.status.saturating_sub(200).min(255) as u8);
@@ -120,7 +121,7 @@ pub fn decode_into(data: &[u8], out: &mut Vec<BinRequest>) -> Result<(), BinErro
     }
     out.reserve(count);
     let mut time = unzigzag(reader.varint()?);
-    let mut bytes_sent = 0u64;
+    let mut bytes_by_class = [0u64; 3];
     for _ in 0..count {
         time = time
             .checked_add(reader.varint()? as i64)
@@ -136,14 +137,18 @@ pub fn decode_into(data: &[u8], out: &mut Vec<BinRequest>) -> Result<(), BinErro
                 .ok_or(BinError::Corrupt("no requester"))?
         };
         let header = reader.varint()?;
-        if header & 4 == 0 {
-            bytes_sent = header >> 3;
+        let class = (header & 3) as usize;
+        if class == 3 {
+            return Err(BinError::Corrupt("status class"));
         }
-        let status = match header & 3 {
+        if header & 4 == 0 {
+            bytes_by_class[class] = header >> 3;
+        }
+        let bytes_sent = bytes_by_class[class];
+        let status = match class {
             0 => 200,
             1 => 206,
-            2 => 200 + u16::from(reader.byte()?),
-            _ => return Err(BinError::Corrupt("status class")),
+            _ => 200 + u16::from(reader.byte()?),
         };
         out.push(BinRequest {
             time,
@@ -229,6 +234,10 @@ mod tests {
             request(1_500_000_000, 7, 204, u64::MAX >> 3),
             request(-5, 900_000, 299, 1),
             request(1_600_000_100, 3, 200, 1409),
+            request(1_600_000_101, 3, 206, 0),
+            request(1_600_000_102, 3, 200, 1409),
+            request(1_600_000_103, 3, 206, 5),
+            request(1_600_000_104, 3, 201, 5),
         ]);
         roundtrip(vec![request(0, 1, 200, 0)]);
         roundtrip(vec![]);

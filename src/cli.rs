@@ -70,7 +70,7 @@ pub struct ExtractArgs {
     #[arg(long, value_name = "REGEX")]
     pub exclude_ip_regex: Option<regex::Regex>,
     /// Commit a batch once it holds this many MB of log files.
-    #[arg(long, default_value_t = 128, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 256, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_mb: u64,
     /// Commit a batch once it holds this many files.
     #[arg(long, default_value_t = 5000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]

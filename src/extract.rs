@@ -360,7 +360,7 @@ impl Ids<'_> {
         Ok(id)
     }
 
-    fn object(&mut self, batch: &crate::store::Batch<'_>, key: &[u8]) -> anyhow::Result<i64> {
+    fn object(&mut self, batch: &mut crate::store::Batch<'_>, key: &[u8]) -> anyhow::Result<i64> {
         if let Some(&id) = self.objects.get(key) {
             return Ok(id);
         }
@@ -388,7 +388,7 @@ fn write_batch(
     parsed: Vec<(&LogFile, std::io::Result<ParsedFile>)>,
     report: &mut ExtractReport,
 ) -> anyhow::Result<BatchCounts> {
-    let batch = store.begin_batch()?;
+    let mut batch = store.begin_batch()?;
     let now = chrono::Utc::now().timestamp();
     let mut by_object: FxHashMap<i64, Vec<BinRequest>> = FxHashMap::default();
     let mut counts = BatchCounts::default();
@@ -405,7 +405,7 @@ fn write_batch(
         };
         let mut object_ids = Vec::with_capacity(content.keys.len());
         for key in &content.keys {
-            object_ids.push(ids.object(&batch, key)?);
+            object_ids.push(ids.object(&mut batch, key)?);
         }
         let mut requester_ids = Vec::with_capacity(content.ips.len());
         for ip in &content.ips {
@@ -461,7 +461,7 @@ fn write_batch(
     objects.sort_unstable_by_key(|(id, _)| *id);
     for (object_id, mut requests) in objects {
         let data = bins::encode(&mut requests);
-        batch.add_bin(object_id, requests.len() as u64, &data)?;
+        batch.add_bin(object_id, &data)?;
     }
     batch.commit()?;
     report.extracted += counts.files;

@@ -16,11 +16,14 @@ pub const REJECTS_KEPT_PER_FILE: usize = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS objects(id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE);
+-- keyed by the object key itself (no rowid, no second copy of the key in an index)
+CREATE TABLE IF NOT EXISTS objects(key BLOB PRIMARY KEY, id INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS requesters(id INTEGER PRIMARY KEY, requester_index BLOB NOT NULL UNIQUE, region TEXT);
 CREATE TABLE IF NOT EXISTS pending_lookups(requester_id INTEGER PRIMARY KEY, ip TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS bins(id INTEGER PRIMARY KEY, object_id INTEGER NOT NULL, requests INTEGER NOT NULL, data BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS bins_by_object ON bins(object_id);
+-- clustered by object: an object's bins are adjacent, in batch order
+CREATE TABLE IF NOT EXISTS bins(
+    object_id INTEGER NOT NULL, batch INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY(object_id, batch)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS files(
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, gzip INTEGER NOT NULL, lines INTEGER NOT NULL, requests INTEGER NOT NULL,
     excluded INTEGER NOT NULL, rejected INTEGER NOT NULL, extracted_at INTEGER NOT NULL) WITHOUT ROWID;
@@ -270,6 +273,11 @@ impl Store {
 
     /// Starts the transaction of one batch.
     pub fn begin_batch(&mut self) -> Result<Batch<'_>, StoreError> {
+        let counter = |name: &str| -> Result<i64, StoreError> {
+            Ok(self.meta(name)?.and_then(|v| v.parse().ok()).unwrap_or(0))
+        };
+        let number = counter("batches")? + 1;
+        let next_object_id = counter("objects")? + 1;
         let path = self.path.clone();
         let tx = self
             .conn
@@ -278,7 +286,12 @@ impl Store {
                 path: path.clone(),
                 source,
             })?;
-        Ok(Batch { tx, path })
+        Ok(Batch {
+            tx,
+            path,
+            number,
+            next_object_id,
+        })
     }
 
     /// Moves everything from the write-ahead log into the database file and empties the log.
@@ -348,7 +361,7 @@ impl Store {
         mut visit: impl FnMut(&[u8], &[u8]) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let sql = "SELECT o.key, b.data FROM objects o JOIN bins b ON b.object_id = o.id
-                   WHERE ?1 IS NULL OR o.key = ?1 ORDER BY o.key, b.id";
+                   WHERE ?1 IS NULL OR o.key = ?1 ORDER BY o.key, b.batch";
         let mut statement = self.conn.prepare(sql).map_err(|e| self.error(e))?;
         let mut rows = statement.query([only]).map_err(|e| self.error(e))?;
         while let Some(row) = rows.next().map_err(|e| self.error(e))? {
@@ -395,6 +408,10 @@ impl Store {
 pub struct Batch<'a> {
     tx: Transaction<'a>,
     path: PathBuf,
+    /// This batch's number, from 1: the order of an object's bins.
+    number: i64,
+    /// The id the next new object gets.
+    next_object_id: i64,
 }
 
 impl Batch<'_> {
@@ -406,7 +423,7 @@ impl Batch<'_> {
     }
 
     /// The id of an object key, adding the object if it is new.
-    pub fn object_id(&self, key: &[u8]) -> Result<i64, StoreError> {
+    pub fn object_id(&mut self, key: &[u8]) -> Result<i64, StoreError> {
         let mut select = self
             .tx
             .prepare_cached("SELECT id FROM objects WHERE key = ?1")
@@ -418,12 +435,13 @@ impl Batch<'_> {
         {
             return Ok(id);
         }
-        let mut insert = self
-            .tx
-            .prepare_cached("INSERT INTO objects(key) VALUES (?1)")
+        let id = self.next_object_id;
+        self.tx
+            .prepare_cached("INSERT INTO objects(key, id) VALUES (?1, ?2)")
+            .and_then(|mut insert| insert.execute(params![key, id]))
             .map_err(|e| self.error(e))?;
-        insert.execute([key]).map_err(|e| self.error(e))?;
-        Ok(self.tx.last_insert_rowid())
+        self.next_object_id += 1;
+        Ok(id)
     }
 
     /// The id of a requester, adding it with its raw IP to the pending-lookup list if it is new.
@@ -452,10 +470,10 @@ impl Batch<'_> {
     }
 
     /// Adds one object's bin.
-    pub fn add_bin(&self, object_id: i64, requests: u64, data: &[u8]) -> Result<(), StoreError> {
+    pub fn add_bin(&self, object_id: i64, data: &[u8]) -> Result<(), StoreError> {
         self.tx
-            .prepare_cached("INSERT INTO bins(object_id, requests, data) VALUES (?1, ?2, ?3)")
-            .and_then(|mut insert| insert.execute(params![object_id, requests as i64, data]))
+            .prepare_cached("INSERT INTO bins(object_id, batch, data) VALUES (?1, ?2, ?3)")
+            .and_then(|mut insert| insert.execute(params![object_id, self.number, data]))
             .map(drop)
             .map_err(|e| self.error(e))
     }
@@ -503,6 +521,17 @@ impl Batch<'_> {
 
     /// Makes the whole batch durable at once.
     pub fn commit(self) -> Result<(), StoreError> {
+        let counters = "INSERT INTO meta(key, value) VALUES ('batches', ?1), ('objects', ?2)
+                        ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+        self.tx
+            .execute(
+                counters,
+                params![
+                    self.number.to_string(),
+                    (self.next_object_id - 1).to_string()
+                ],
+            )
+            .map_err(|e| self.error(e))?;
         let path = self.path;
         self.tx
             .commit()
@@ -519,24 +548,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(dir.path()).unwrap();
         {
-            let batch = store.begin_batch().unwrap();
+            let mut batch = store.begin_batch().unwrap();
             let object = batch.object_id(b"ds/a").unwrap();
-            batch.add_bin(object, 1, &[1, 2, 3]).unwrap();
+            batch.add_bin(object, &[1, 2, 3]).unwrap();
             batch.requester_id(&[7; 32], "192.0.2.1").unwrap();
             // dropped without commit
         }
         assert_eq!(store.counts().unwrap(), StoreCounts::default());
-        let batch = store.begin_batch().unwrap();
+        let mut batch = store.begin_batch().unwrap();
         let a = batch.object_id(b"ds/a").unwrap();
         assert_eq!(batch.object_id(b"ds/a").unwrap(), a);
+        assert_ne!(batch.object_id(b"ds/b").unwrap(), a);
         let r = batch.requester_id(&[7; 32], "192.0.2.1").unwrap();
         assert_eq!(batch.requester_id(&[7; 32], "192.0.2.1").unwrap(), r);
         batch.commit().unwrap();
         let counts = store.counts().unwrap();
         assert_eq!(
             (counts.objects, counts.requesters, counts.pending_lookups),
-            (1, 1, 1)
+            (2, 1, 1)
         );
+        // ids continue after a commit, never reused
+        let mut batch = store.begin_batch().unwrap();
+        let c = batch.object_id(b"ds/c").unwrap();
+        assert_eq!(c, a + 2);
+        batch.add_bin(c, &[1]).unwrap();
+        batch.commit().unwrap();
     }
 
     #[test]
