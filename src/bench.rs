@@ -22,6 +22,8 @@ pub struct GenerateOptions {
     pub size_mb: u64,
     /// Seed: the same seed gives the same logs.
     pub seed: u64,
+    /// Largest size of one hourly file in bytes.
+    pub file_bytes: u64,
 }
 
 /// What was generated.
@@ -35,8 +37,8 @@ pub struct GenerateReport {
     pub lines: u64,
 }
 
-/// Largest size of one hourly file.
-const FILE_BYTES: u64 = 8_000_000;
+/// Default largest size of one hourly file.
+pub const FILE_BYTES: u64 = 8_000_000;
 /// 2024-01-01T00:00:00Z.
 const START: i64 = 1_704_067_200;
 
@@ -318,7 +320,7 @@ pub fn generate(options: &GenerateOptions) -> std::io::Result<GenerateReport> {
     let mut rng = StdRng::seed_from_u64(options.seed);
     let people = population(&mut rng, options.size_mb);
     let total = options.size_mb.max(1) * 1_000_000;
-    let files = total.div_ceil(FILE_BYTES);
+    let files = total.div_ceil(options.file_bytes.max(1000));
     let per_file = total / files;
     let mut report = GenerateReport::default();
     let mut out = Vec::with_capacity(per_file as usize + 200_000);
@@ -351,6 +353,7 @@ mod tests {
             dir: dir.to_path_buf(),
             size_mb: 1,
             seed: 7,
+            file_bytes: 300_000,
         };
         let report = generate(&options(a.path())).unwrap();
         assert_eq!(generate(&options(b.path())).unwrap(), report);

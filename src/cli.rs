@@ -129,6 +129,9 @@ pub enum BenchCommand {
         /// Random seed: the same seed gives the same logs.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Largest size of one hourly file in MB.
+        #[arg(long, default_value_t = 8.0)]
+        file_mb: f64,
     },
 }
 
@@ -183,11 +186,17 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
             println!("{}", cache()?.display());
             Ok(Outcome::Done)
         }
-        Command::Bench(BenchCommand::Generate { dir, size_mb, seed }) => {
+        Command::Bench(BenchCommand::Generate {
+            dir,
+            size_mb,
+            seed,
+            file_mb,
+        }) => {
             let report = bench::generate(&bench::GenerateOptions {
                 dir: dir.clone(),
                 size_mb,
                 seed,
+                file_bytes: (file_mb * 1e6) as u64,
             })
             .with_context(|| format!("cannot write logs into {}", dir.display()))?;
             eprintln!(

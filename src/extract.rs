@@ -29,6 +29,9 @@ const EXCERPT_CHARS: usize = 400;
 pub const REJECTS_REPORT: &str = "rejects.tsv";
 /// Above this many cached object ids the cache is emptied (the store still has them).
 const OBJECT_CACHE_LIMIT: usize = 4_000_000;
+/// Testing only: milliseconds to pause before writing each batch, so that tests can stop or kill
+/// an extraction with a batch in flight.
+pub const TEST_PAUSE_ENV: &str = "S3TALLY_TEST_BATCH_PAUSE_MS";
 
 /// Requesters to leave out: the archive's own machines.
 #[derive(Debug, Clone, Default)]
@@ -254,11 +257,20 @@ fn invert(interned: FxHashMap<&[u8], u32>) -> Vec<Vec<u8>> {
     table
 }
 
-/// A rejected line as it may be shown: valid UTF-8, IPs masked, shortened.
+/// A rejected line as it may be shown: valid UTF-8, IPs masked, shortened. The remote IP field
+/// (the one after the time) is masked whatever it holds, even a truncated address.
 fn excerpt(line: &[u8]) -> String {
     let text = String::from_utf8_lossy(line);
     let text = text.trim_end_matches('\r');
     let short: String = text.chars().take(EXCERPT_CHARS).collect();
+    let short = match short.split_once("] ") {
+        Some((head, rest)) => {
+            let rest = rest.trim_start_matches(' ');
+            let field_end = rest.find(' ').unwrap_or(rest.len());
+            format!("{head}] <ip>{}", &rest[field_end..])
+        }
+        None => short,
+    };
     let mut masked = privacy::mask_ips(&short).into_owned();
     if text.chars().count() > EXCERPT_CHARS {
         masked.push('…');
@@ -508,8 +520,18 @@ pub fn extract(
                 }
             }
         });
+        let pause = std::env::var(TEST_PAUSE_ENV)
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(Duration::from_millis);
         let mut committed = 0;
         for parsed in receiver {
+            if stop.is_raised() {
+                break;
+            }
+            if let Some(pause) = pause {
+                std::thread::sleep(pause);
+            }
             let counts = write_batch(store, &mut ids, parsed, &mut report)?;
             committed += 1;
             progress.advance(
@@ -619,5 +641,8 @@ mod tests {
         assert_eq!(*line_number, 4);
         assert_eq!(excerpt, "garbage <ip>");
         assert_eq!(parse_log(b"").lines, 0);
+        // a truncated remote IP is masked too
+        let cut = parse_log(b"o b [01/Jan/2020:00:00:00 +0000] 2001:db8:18f4");
+        assert_eq!(cut.rejects[0].2, "o b [01/Jan/2020:00:00:00 +0000] <ip>");
     }
 }

@@ -1,0 +1,151 @@
+//! Helpers for end-to-end tests: run the s3tally binary on a private cache and config directory.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use tempfile::TempDir;
+
+/// A fixed test salt (64 hex digits).
+pub const SALT: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// A private place to run s3tally: its own cache and config directories.
+pub struct Env {
+    pub dir: TempDir,
+    pub cache: PathBuf,
+    pub config: PathBuf,
+    pub salt: String,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let config = dir.path().join("config");
+        Self {
+            dir,
+            cache,
+            config,
+            salt: SALT.to_owned(),
+        }
+    }
+
+    /// A command for the binary with this environment's cache, config and salt.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_s3tally"));
+        command
+            .env_remove("S3TALLY_CACHE")
+            .env("S3TALLY_CONFIG_DIR", &self.config)
+            .env("S3TALLY_SALT", &self.salt)
+            .arg("--cache")
+            .arg(&self.cache)
+            .args(args)
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs the binary to the end.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Starts the binary with piped standard error.
+    pub fn spawn(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Child {
+        let mut command = self.command(args);
+        for (name, value) in extra_env {
+            command.env(name, value);
+        }
+        command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// `extract` on the given directories; panics unless the exit code is as expected.
+    pub fn extract(&self, dirs: &[&Path], expected_code: i32) -> Output {
+        let mut args = vec!["extract".to_owned()];
+        args.extend(dirs.iter().map(|d| d.display().to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = self.run(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(expected_code),
+            "stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// The whole dump as text.
+    pub fn dump(&self) -> String {
+        let output = self.run(&["dump"]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+}
+
+/// A path under the repository's `fixtures/`.
+pub fn fixture(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(relative)
+}
+
+/// Copies a directory tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.unwrap();
+        let target = to.join(entry.path().strip_prefix(from).unwrap());
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Per object: (requests, bytes sent, downloads) from a dump.
+pub fn per_object(dump: &str) -> BTreeMap<String, (u64, u64, u64)> {
+    let mut totals = BTreeMap::new();
+    for line in dump.lines().skip(1) {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let entry = totals.entry(fields[0].to_owned()).or_insert((0, 0, 0));
+        entry.0 += 1;
+        entry.1 += fields[2].parse::<u64>().unwrap();
+        entry.2 += u64::from(fields[3] == "200");
+    }
+    totals
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| {
+            let data = std::fs::read(e.path()).unwrap();
+            data.windows(needle.len()).any(|w| w == needle.as_bytes())
+        })
+        .map(|e| e.path().to_path_buf())
+        .collect()
+}
+
+/// Writes benchmark logs with the binary's own generator.
+pub fn generate_logs(dir: &Path, size_mb: u64, file_mb: f64, seed: u64) {
+    let output = Command::new(env!("CARGO_BIN_EXE_s3tally"))
+        .args(["bench", "generate"])
+        .arg(dir)
+        .args(["--size-mb", &size_mb.to_string()])
+        .args(["--file-mb", &file_mb.to_string()])
+        .args(["--seed", &seed.to_string()])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+}
