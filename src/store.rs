@@ -163,7 +163,7 @@ impl Store {
         store
             .conn
             .execute_batch(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA secure_delete=ON;
+                "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA secure_delete=ON;
                  PRAGMA busy_timeout=10000; PRAGMA cache_size=-65536;",
             )
             .map_err(|e| store.error(e))?;

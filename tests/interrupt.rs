@@ -155,59 +155,47 @@ fn kill_anywhere_then_resume_gives_the_same_dump() {
     assert_eq!(env.dump(), reference);
 }
 
-#[test]
-fn stop_commits_the_batch_exits_3_and_resumes_cleanly() {
+/// Starts an extraction that pauses before each batch, lets it commit one, calls `stop_it`, and
+/// checks it exits 3 with part of the files extracted; then resumes and checks the dump equals an
+/// uninterrupted run's. Returns the extraction's standard error lines.
+fn stop_midway_and_resume(stop_it: impl FnOnce(&Env, &Child)) -> Vec<String> {
     let env = Env::new();
     let logs = logs(&env);
     let reference = reference_dump(&logs);
     let mut child = spawn_extract(&env, &logs, true);
     let lines = stderr_lines(&mut child);
     wait_for_first_batch(&lines);
-    let stop = env.run(&["stop"]);
-    let said = String::from_utf8_lossy(&stop.stdout);
-    assert!(stop.status.success(), "{said}");
-    assert!(
-        said.contains(&format!(
-            "PID {} committed its batch and stopped",
-            child.id()
-        )),
-        "{said}"
-    );
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(3));
-    let all: Vec<String> = lines.try_iter().collect();
-    assert!(
-        all.iter().any(|l| l.contains("stopped after committing")),
-        "{all:?}"
-    );
+    stop_it(&env, &child);
+    assert_eq!(child.wait().unwrap().code(), Some(3));
     let partial = files_extracted(&env);
     assert!(partial > 0 && partial < 40, "{partial}");
-    // stop with nobody running
-    let idle = env.run(&["stop"]);
-    assert!(String::from_utf8_lossy(&idle.stdout).contains("no s3tally is writing"));
     env.extract(&[&logs], 0);
     assert_eq!(env.dump(), reference);
+    lines.try_iter().collect()
+}
+
+#[test]
+fn stop_commits_the_batch_exits_3_and_resumes_cleanly() {
+    let lines = stop_midway_and_resume(|env, child| {
+        let stop = env.run(&["stop"]);
+        let said = String::from_utf8_lossy(&stop.stdout);
+        assert!(stop.status.success(), "{said}");
+        let expected = format!("PID {} committed its batch and stopped", child.id());
+        assert!(said.contains(&expected), "{said}");
+        // stop with nobody running any more
+        let idle = env.run(&["stop"]);
+        assert!(String::from_utf8_lossy(&idle.stdout).contains("no s3tally is writing"));
+    });
+    assert!(
+        lines.iter().any(|l| l.contains("stopped after committing")),
+        "{lines:?}"
+    );
 }
 
 #[test]
 fn sigint_and_sigterm_stop_after_the_batch_with_exit_3() {
     for signal_number in [libc::SIGINT, libc::SIGTERM] {
-        let env = Env::new();
-        let logs = logs(&env);
-        let reference = reference_dump(&logs);
-        let mut child = spawn_extract(&env, &logs, true);
-        let lines = stderr_lines(&mut child);
-        wait_for_first_batch(&lines);
-        signal(&child, signal_number);
-        assert_eq!(
-            child.wait().unwrap().code(),
-            Some(3),
-            "signal {signal_number}"
-        );
-        let partial = files_extracted(&env);
-        assert!(partial > 0 && partial < 40, "{partial}");
-        env.extract(&[&logs], 0);
-        assert_eq!(env.dump(), reference);
+        stop_midway_and_resume(|_, child| signal(child, signal_number));
     }
 }
 
