@@ -23,6 +23,8 @@ use crate::privacy::{self, Salt};
 use crate::progress::Progress;
 use crate::store::{FileRecord, REJECTS_KEPT_PER_FILE, RejectRecord, Store};
 
+/// How many rejected lines the end-of-run summary shows in full.
+const REJECTS_SHOWN: usize = 5;
 /// Longest excerpt of a rejected line kept, in characters.
 const EXCERPT_CHARS: usize = 400;
 /// File name of the rejects report inside the cache directory.
@@ -456,7 +458,7 @@ fn write_batch(
                 excerpt,
             };
             batch.add_reject(&reject)?;
-            if report.first_rejects.len() < REJECTS_KEPT_PER_FILE {
+            if report.first_rejects.len() < REJECTS_SHOWN {
                 report.first_rejects.push(reject);
             }
         }

@@ -402,6 +402,12 @@ mod tests {
     }
 
     #[test]
+    fn unquoted_dash_request_uri() {
+        let text = line("REST.GET.OBJECT", "k", "-", "200", "8");
+        assert_eq!(get(&text).bytes_sent, 8);
+    }
+
+    #[test]
     fn old_format_with_eighteen_fields() {
         let text = "owner bucket [06/Feb/2019:00:00:38 +0000] 192.0.2.3 - ID REST.GET.OBJECT k \"GET /k HTTP/1.1\" 200 - 3 3 1 1 \"-\" \"ua\" -";
         assert_eq!(get(text).bytes_sent, 3);

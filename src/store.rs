@@ -360,10 +360,19 @@ impl Store {
         only: Option<&[u8]>,
         mut visit: impl FnMut(&[u8], &[u8]) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        let sql = "SELECT o.key, b.data FROM objects o JOIN bins b ON b.object_id = o.id
-                   WHERE ?1 IS NULL OR o.key = ?1 ORDER BY o.key, b.batch";
-        let mut statement = self.conn.prepare(sql).map_err(|e| self.error(e))?;
-        let mut rows = statement.query([only]).map_err(|e| self.error(e))?;
+        let all = "SELECT o.key, b.data FROM objects o JOIN bins b ON b.object_id = o.id
+                   ORDER BY o.key, b.batch";
+        let one = "SELECT o.key, b.data FROM objects o JOIN bins b ON b.object_id = o.id
+                   WHERE o.key = ?1 ORDER BY b.batch";
+        let mut statement = self
+            .conn
+            .prepare(if only.is_some() { one } else { all })
+            .map_err(|e| self.error(e))?;
+        let mut rows = match only {
+            Some(key) => statement.query([key]),
+            None => statement.query([]),
+        }
+        .map_err(|e| self.error(e))?;
         while let Some(row) = rows.next().map_err(|e| self.error(e))? {
             let key = row.get_ref(0).and_then(|v| Ok(v.as_blob()?))?;
             let data = row.get_ref(1).and_then(|v| Ok(v.as_blob()?))?;
