@@ -346,6 +346,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_generated_aws_list_reads_and_lookups_match() {
+        let report = ranges_benchmark(2000, 4000, 3);
+        assert!(report.prefixes > 1500, "{report:?}");
+        // half the addresses are network addresses of listed ranges: they must all match
+        assert!(report.matched >= 2000, "{report:?}");
+    }
+
+    #[test]
     fn same_seed_same_logs_and_every_line_reads() {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
@@ -370,5 +378,106 @@ mod tests {
             "{requests} of {}",
             report.lines
         );
+    }
+}
+
+/// What the range matcher benchmark measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangesBenchReport {
+    /// Prefixes in the generated AWS list (IPv4 and IPv6).
+    pub prefixes: usize,
+    /// Lookups made.
+    pub lookups: usize,
+    /// Lookups that found a range.
+    pub matched: usize,
+    /// Seconds the lookups took.
+    pub seconds: f64,
+}
+
+/// Writes an AWS `ip-ranges.json` of `prefixes` prefixes (three quarters IPv4), nested as the real
+/// one is (regional blocks holding service subnets).
+pub fn aws_ranges_document(prefixes: usize, seed: u64) -> String {
+    let mut rng = StdRng::seed_from_u64(seed);
+    const REGIONS: [&str; 8] = [
+        "us-east-1",
+        "us-west-2",
+        "eu-west-1",
+        "eu-central-1",
+        "ap-northeast-1",
+        "ap-southeast-2",
+        "sa-east-1",
+        "GLOBAL",
+    ];
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    let mut parents4: Vec<(u32, u8)> = Vec::new();
+    for i in 0..prefixes {
+        let region = REGIONS[rng.gen_range(0..REGIONS.len())];
+        if i % 4 != 3 {
+            // half are subnets of an earlier block
+            let (address, length) = match parents4.get(rng.gen_range(0..parents4.len().max(1))) {
+                Some(&(parent, parent_length)) if rng.gen_bool(0.5) && parent_length < 28 => {
+                    let length = rng.gen_range(parent_length + 1..=28);
+                    let inside = rng.r#gen::<u32>() >> parent_length;
+                    (parent | inside, length)
+                }
+                _ => (rng.r#gen::<u32>(), rng.gen_range(11..=24)),
+            };
+            let network = address & (u32::MAX << (32 - u32::from(length)));
+            parents4.push((network, length));
+            v4.push(format!(
+                r#"{{"ip_prefix": "{}/{length}", "region": "{region}", "service": "AMAZON", "network_border_group": "{region}"}}"#,
+                std::net::Ipv4Addr::from(network)
+            ));
+        } else {
+            let length = rng.gen_range(24..=64u32);
+            let network =
+                (0x2600u128 << 112 | rng.r#gen::<u128>() >> 16) & (u128::MAX << (128 - length));
+            v6.push(format!(
+                r#"{{"ipv6_prefix": "{}/{length}", "region": "{region}", "service": "AMAZON", "network_border_group": "{region}"}}"#,
+                std::net::Ipv6Addr::from(network)
+            ));
+        }
+    }
+    format!(
+        "{{\"syncToken\": \"0\", \"createDate\": \"2026-11-23-00-00-00\", \"prefixes\": [{}], \"ipv6_prefixes\": [{}]}}",
+        v4.join(", "),
+        v6.join(", ")
+    )
+}
+
+/// Times `lookups` lookups of random addresses (half inside a listed range) in an AWS list of
+/// `prefixes` prefixes, parsed from the published format.
+pub fn ranges_benchmark(prefixes: usize, lookups: usize, seed: u64) -> RangesBenchReport {
+    let document = aws_ranges_document(prefixes, seed);
+    let table = crate::ranges::Service::Aws
+        .parse(document.as_bytes())
+        .expect("the generated list is valid");
+    let json: serde_json::Value = serde_json::from_str(&document).expect("valid JSON");
+    let inside: Vec<std::net::Ipv4Addr> = json["prefixes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["ip_prefix"].as_str()?.parse::<ipnet::Ipv4Net>().ok())
+        .map(|net| net.network())
+        .collect();
+    let mut rng = StdRng::seed_from_u64(seed + 1);
+    let addresses: Vec<std::net::IpAddr> = (0..lookups)
+        .map(|i| match i % 4 {
+            0 | 1 => std::net::IpAddr::V4(inside[rng.gen_range(0..inside.len())]),
+            2 => std::net::IpAddr::V4(rng.r#gen::<u32>().into()),
+            _ => std::net::IpAddr::V6((0x2600u128 << 112 | rng.r#gen::<u128>() >> 16).into()),
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    let matched = addresses
+        .iter()
+        .filter(|ip| table.lookup(**ip).is_some())
+        .count();
+    RangesBenchReport {
+        prefixes: table.len(),
+        lookups,
+        matched,
+        seconds: start.elapsed().as_secs_f64(),
     }
 }

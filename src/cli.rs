@@ -10,11 +10,14 @@ use ipnet::IpNet;
 
 use crate::config::{self, Settings};
 use crate::extract::{self, Exclusion, ExtractOptions};
+use crate::http::RetryPolicy;
 use crate::interrupt::StopFlag;
 use crate::lock::{self, StopOutcome, WriterLock};
 use crate::privacy::Salt;
+use crate::ranges::Service;
+use crate::regions::{self, RegionsOptions};
 use crate::store::Store;
-use crate::{Outcome, bench, dump, status};
+use crate::{Outcome, bench, dump, ipinfo, status};
 
 /// Turn raw AWS S3 server access logs into anonymized, publishable usage statistics.
 ///
@@ -49,6 +52,9 @@ pub enum Command {
     Status,
     /// Ask the s3tally writing to this cache to commit its current batch and exit; wait for it.
     Stop(StopArgs),
+    /// Run a later stage of the pipeline on what was extracted.
+    #[command(subcommand)]
+    Update(UpdateCommand),
     /// Remember settings.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -78,6 +84,59 @@ pub struct ExtractArgs {
     /// Worker threads for parsing [default: one per core].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+}
+
+/// `update` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum UpdateCommand {
+    /// Give every requester waiting for one a region label, then delete its raw IP.
+    ///
+    /// First match wins: `unknown` (unparsable address), `bogon` (not globally routable), a known
+    /// service from its published ranges (`GitHub`, `AWS/<region>`, `GCP/<scope>`, `VPN`), else
+    /// ipinfo (`CC/Region` or `CC`; needs IPINFO_API_KEY). Range lists are downloaded and cached for
+    /// 7 days (URLs from S3TALLY_GITHUB_RANGES_URL, S3TALLY_AWS_RANGES_URL, S3TALLY_GCP_RANGES_URL,
+    /// S3TALLY_VPN_RANGES_URL) unless --ranges-dir is given. Every answered ipinfo batch is committed
+    /// at once; on an exhausted quota or after the retries the stage stops with exit 3 and the rest
+    /// stays pending for the next run.
+    Regions(RegionsArgs),
+}
+
+/// Options of `update regions`.
+#[derive(Debug, Args)]
+pub struct RegionsArgs {
+    /// Read the range lists from this directory (github.json, aws.json, gcp.json, vpn.txt) instead
+    /// of downloading them.
+    #[arg(long, value_name = "DIR")]
+    pub ranges_dir: Option<PathBuf>,
+    /// Base URL of ipinfo.
+    #[arg(long, env = ipinfo::URL_ENV, default_value = ipinfo::DEFAULT_URL, value_name = "URL")]
+    pub ipinfo_url: String,
+    /// Keep the raw IPs of resolved requesters (needed by --refresh); off by default, and without
+    /// it any kept IPs are deleted.
+    #[arg(long)]
+    pub keep_ips: bool,
+    /// Also ask ipinfo again for today's 1/90 of the requesters whose IP is kept (so 90 daily runs
+    /// cover them all); changed labels are logged in regions-refresh.log in the cache.
+    #[arg(long, requires = "keep_ips")]
+    pub refresh: bool,
+    /// Timeout of one HTTP request, in seconds.
+    #[arg(long, default_value_t = 20, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Retries of a failed request (429, 5xx, network errors), with exponential backoff.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub retries: u32,
+    /// ipinfo requests in flight.
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=32))]
+    pub concurrency: u64,
+    /// Addresses per ipinfo request (at most 1000).
+    #[arg(long, default_value_t = 1000, hide = true, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub batch_size: u64,
+    /// First retry wait in milliseconds (doubled at each retry).
+    #[arg(long, default_value_t = 1000, hide = true)]
+    pub retry_base_ms: u64,
+    /// Which of the 90 refresh shares to ask for [default: today's].
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(0..90))]
+    pub refresh_partition: Option<u64>,
 }
 
 /// Options of `dump`.
@@ -133,6 +192,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 8.0)]
         file_mb: f64,
     },
+    /// Time the range matcher: lookups in a generated AWS ip-ranges.json of the real size.
+    Ranges {
+        /// Prefixes in the generated list (the real one has about 10,000).
+        #[arg(long, default_value_t = 12_000)]
+        prefixes: usize,
+        /// Lookups to time.
+        #[arg(long, default_value_t = 5_000_000)]
+        lookups: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
 }
 
 /// A mistake in how s3tally was called (exit 2).
@@ -146,6 +217,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let cache = || config::resolve_cache(cli.cache.clone(), &config_dir);
     match cli.command {
         Command::Extract(args) => run_extract(&cache()?, &config_dir, args),
+        Command::Update(UpdateCommand::Regions(args)) => run_regions(&cache()?, args),
         Command::Dump(args) => {
             let store = Store::open_existing(&cache()?)?;
             let stdout = std::io::stdout();
@@ -172,6 +244,22 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     println!("s3tally PID {pid} committed its batch and stopped")
                 }
             }
+            Ok(Outcome::Done)
+        }
+        Command::Bench(BenchCommand::Ranges {
+            prefixes,
+            lookups,
+            seed,
+        }) => {
+            let report = bench::ranges_benchmark(prefixes, lookups, seed);
+            println!(
+                "{} lookups in {} prefixes: {:.3} s, {:.2} million lookups per second ({} matched)",
+                report.lookups,
+                report.prefixes,
+                report.seconds,
+                report.lookups as f64 / report.seconds / 1e6,
+                report.matched
+            );
             Ok(Outcome::Done)
         }
         Command::Config(ConfigCommand::Cache(CacheCommand::Set { dir })) => {
@@ -228,15 +316,7 @@ fn run_extract(cache: &Path, config_dir: &Path, args: ExtractArgs) -> anyhow::Re
             .context("cannot start worker threads")?;
     }
     let salt = Salt::load(config_dir)?;
-    std::fs::create_dir_all(cache).with_context(|| {
-        format!(
-            "cannot create cache directory {} (choose another with --cache or S3TALLY_CACHE)",
-            cache.display()
-        )
-    })?;
-    let _lock = WriterLock::acquire(cache)?;
-    let stop = StopFlag::from_signals().context("cannot install signal handlers")?;
-    let mut store = Store::open(cache)?;
+    let (_lock, stop, mut store) = open_for_writing(cache)?;
     let options = ExtractOptions {
         log_dirs: args.log_dirs,
         exclusion: Exclusion {
@@ -260,6 +340,62 @@ fn run_extract(cache: &Path, config_dir: &Path, args: ExtractArgs) -> anyhow::Re
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+    }
+    Ok(report.outcome())
+}
+
+/// Takes the writer lock, installs the signal handlers and opens the store of a cache.
+fn open_for_writing(cache: &Path) -> anyhow::Result<(WriterLock, StopFlag, Store)> {
+    std::fs::create_dir_all(cache).with_context(|| {
+        format!(
+            "cannot create cache directory {} (choose another with --cache or S3TALLY_CACHE)",
+            cache.display()
+        )
+    })?;
+    let lock = WriterLock::acquire(cache)?;
+    let stop = StopFlag::from_signals().context("cannot install signal handlers")?;
+    let store = Store::open(cache)?;
+    Ok((lock, stop, store))
+}
+
+fn run_regions(cache: &Path, args: RegionsArgs) -> anyhow::Result<Outcome> {
+    if let Some(dir) = &args.ranges_dir
+        && !dir.is_dir()
+    {
+        return Err(UsageError(format!(
+            "ranges directory {} does not exist or is not a directory",
+            dir.display()
+        ))
+        .into());
+    }
+    if !cache.join(crate::store::DB_FILE).exists() {
+        return Err(crate::store::StoreError::Missing(cache.to_path_buf()).into());
+    }
+    let (_lock, stop, mut store) = open_for_writing(cache)?;
+    let options = RegionsOptions {
+        ranges_dir: args.ranges_dir,
+        range_urls: Service::ALL.map(|service| {
+            std::env::var(service.url_env()).unwrap_or_else(|_| service.default_url().to_owned())
+        }),
+        ipinfo_url: args.ipinfo_url,
+        ipinfo_key: std::env::var(ipinfo::KEY_ENV).ok(),
+        batch_size: args.batch_size as usize,
+        concurrency: args.concurrency as usize,
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        policy: RetryPolicy {
+            retries: args.retries,
+            base: Duration::from_millis(args.retry_base_ms),
+            ..RetryPolicy::default()
+        },
+        keep_ips: args.keep_ips,
+        refresh_partition: args.refresh.then(|| {
+            args.refresh_partition
+                .unwrap_or_else(regions::todays_partition)
+        }),
+    };
+    let report = regions::update_regions(&mut store, cache, &options, &stop)?;
+    for line in report.summary() {
+        eprintln!("{line}");
     }
     Ok(report.outcome())
 }

@@ -10,12 +10,16 @@ pub mod cli;
 pub mod config;
 pub mod dump;
 pub mod extract;
+pub mod http;
 pub mod interrupt;
+pub mod ipinfo;
 pub mod lock;
 pub mod logfiles;
 pub mod parser;
 pub mod privacy;
 pub mod progress;
+pub mod ranges;
+pub mod regions;
 pub mod status;
 pub mod store;
 

@@ -21,13 +21,30 @@ pub struct StatusReport {
     pub counts: StoreCounts,
     /// Bytes on disk of the store.
     pub store_bytes: u64,
+    /// Requesters by kind of region label (`pending` when not resolved yet).
+    pub labels: Vec<(&'static str, u64)>,
 }
+
+/// The kinds of label, in the order shown.
+const LABEL_KINDS: [&str; 8] = [
+    "bogon", "GitHub", "AWS", "GCP", "VPN", "place", "unknown", "pending",
+];
 
 /// Reads the status of a store.
 pub fn status(store: &Store) -> anyhow::Result<StatusReport> {
+    let mut labels: Vec<(&'static str, u64)> = LABEL_KINDS.iter().map(|k| (*k, 0)).collect();
+    for (region, count) in store.region_counts()? {
+        let kind = region
+            .as_deref()
+            .map_or("pending", crate::regions::label_kind);
+        if let Some(entry) = labels.iter_mut().find(|(k, _)| *k == kind) {
+            entry.1 += count;
+        }
+    }
     Ok(StatusReport {
         counts: store.counts()?,
         store_bytes: store.size_on_disk(),
+        labels,
     })
 }
 
@@ -43,7 +60,7 @@ impl StatusReport {
                 self.store_bytes as f64 / c.requests as f64
             )
         };
-        let rows = vec![
+        let mut rows = vec![
             Row {
                 what: "log files extracted",
                 value: c.files.to_string(),
@@ -89,6 +106,22 @@ impl StatusReport {
                 value: format!("{:.1} MB{per_request}", self.store_bytes as f64 / 1e6),
             },
         ];
+        const LABEL_ROWS: [&str; 8] = [
+            "requesters labelled bogon",
+            "requesters labelled GitHub",
+            "requesters labelled AWS/...",
+            "requesters labelled GCP/...",
+            "requesters labelled VPN",
+            "requesters labelled with a place",
+            "requesters labelled unknown",
+            "requesters not labelled yet",
+        ];
+        for ((_, count), what) in self.labels.iter().zip(LABEL_ROWS) {
+            rows.push(Row {
+                what,
+                value: count.to_string(),
+            });
+        }
         Table::new(rows).with(Style::rounded()).to_string()
     }
 }

@@ -20,6 +20,8 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHO
 CREATE TABLE IF NOT EXISTS objects(key BLOB PRIMARY KEY, id INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS requesters(id INTEGER PRIMARY KEY, requester_index BLOB NOT NULL UNIQUE, region TEXT);
 CREATE TABLE IF NOT EXISTS pending_lookups(requester_id INTEGER PRIMARY KEY, ip TEXT NOT NULL);
+-- raw IPs of resolved requesters, only with `update regions --keep-ips`
+CREATE TABLE IF NOT EXISTS kept_ips(requester_id INTEGER PRIMARY KEY, ip TEXT NOT NULL);
 -- clustered by object: an object's bins are adjacent, in batch order
 CREATE TABLE IF NOT EXISTS bins(
     object_id INTEGER NOT NULL, batch INTEGER NOT NULL, data BLOB NOT NULL,
@@ -379,6 +381,109 @@ impl Store {
             visit(key, data)?;
         }
         Ok(())
+    }
+
+    /// The requesters waiting for a region lookup: id and raw IP.
+    pub fn pending_lookups(&self) -> Result<Vec<(i64, String)>, StoreError> {
+        self.pairs("SELECT requester_id, ip FROM pending_lookups ORDER BY requester_id")
+    }
+
+    /// The resolved requesters whose raw IP is kept: id, salted index and IP.
+    pub fn kept_ips(&self) -> Result<Vec<(i64, Vec<u8>, String)>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT k.requester_id, r.requester_index, k.ip FROM kept_ips k
+                 JOIN requesters r ON r.id = k.requester_id ORDER BY k.requester_id",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// The region label of each requester id given.
+    pub fn regions_of(&self, ids: &[i64]) -> Result<HashMap<i64, Option<String>>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT region FROM requesters WHERE id = ?1")
+            .map_err(|e| self.error(e))?;
+        ids.iter()
+            .map(|&id| {
+                Ok((
+                    id,
+                    statement
+                        .query_row([id], |row| row.get(0))
+                        .map_err(|e| self.error(e))?,
+                ))
+            })
+            .collect()
+    }
+
+    fn pairs(&self, sql: &str) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut statement = self.conn.prepare(sql).map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Gives requesters their region label in one transaction and deletes their raw IP from the
+    /// pending list (moving it to the kept IPs when `keep_ips`).
+    pub fn label_requesters(
+        &mut self,
+        labels: &[(i64, String)],
+        keep_ips: bool,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let error = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(error)?;
+        {
+            let mut label = tx
+                .prepare_cached("UPDATE requesters SET region = ?2 WHERE id = ?1")
+                .map_err(error)?;
+            let mut keep = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO kept_ips(requester_id, ip)
+                     SELECT requester_id, ip FROM pending_lookups WHERE requester_id = ?1",
+                )
+                .map_err(error)?;
+            let mut forget = tx
+                .prepare_cached("DELETE FROM pending_lookups WHERE requester_id = ?1")
+                .map_err(error)?;
+            for (id, region) in labels {
+                label.execute(params![id, region]).map_err(error)?;
+                if keep_ips {
+                    keep.execute([id]).map_err(error)?;
+                }
+                forget.execute([id]).map_err(error)?;
+            }
+        }
+        tx.commit().map_err(error)
+    }
+
+    /// Deletes every kept raw IP of resolved requesters; returns how many.
+    pub fn forget_kept_ips(&self) -> Result<u64, StoreError> {
+        self.conn
+            .execute("DELETE FROM kept_ips", [])
+            .map(|n| n as u64)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Requesters by region label (`None`: not resolved yet).
+    pub fn region_counts(&self) -> Result<Vec<(Option<String>, u64)>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT region, count(*) FROM requesters GROUP BY region ORDER BY region")
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }
 
     /// Every requester's salted index, by store id.

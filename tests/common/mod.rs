@@ -1,6 +1,8 @@
 //! Helpers for end-to-end tests: run the s3tally binary on a private cache and config directory.
 #![allow(dead_code)]
 
+pub mod mock;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -148,4 +150,50 @@ pub fn generate_logs(dir: &Path, size_mb: u64, file_mb: f64, seed: u64) {
         .output()
         .unwrap();
     assert!(output.status.success());
+}
+
+/// Writes a log file named `name` in `dir` with one GET of `key` per address.
+pub fn write_log(dir: &Path, name: &str, key: &str, ips: &[&str]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let text: String = ips
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| {
+            format!(
+                "owner bucket [02/Jul/2024:10:{:02}:00 +0000] {ip} - R{i} REST.GET.OBJECT {key} \"GET /{key} HTTP/1.1\" 200 - 10 10 1 1 \"-\" \"-\" -\n",
+                i % 60
+            )
+        })
+        .collect();
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+/// The region label of each address's requester, found by computing its salted index here
+/// (HMAC-SHA256 under the test salt) independently of s3tally.
+pub fn labels_of(env: &Env, ips: &[&str]) -> std::collections::HashMap<String, Option<String>> {
+    use hmac::{Hmac, Mac};
+    let key = hex::decode(&env.salt).unwrap();
+    let connection = rusqlite::Connection::open_with_flags(
+        env.cache.join("s3tally.sqlite"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    ips.iter()
+        .map(|ip| {
+            let canonical = ip
+                .parse::<std::net::IpAddr>()
+                .map_or_else(|_| ip.to_string(), |a| a.to_string());
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+            mac.update(canonical.as_bytes());
+            let index = mac.finalize().into_bytes().to_vec();
+            let region: Option<String> = connection
+                .query_row(
+                    "SELECT region FROM requesters WHERE requester_index = ?1",
+                    [index],
+                    |row| row.get(0),
+                )
+                .unwrap_or_else(|e| panic!("no requester for {ip}: {e}"));
+            (ip.to_string(), region)
+        })
+        .collect()
 }

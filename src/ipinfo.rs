@@ -1,0 +1,235 @@
+//! The ipinfo client: region labels for batches of up to 1000 addresses (the batch endpoint).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::http::{self, RetryPolicy};
+use crate::interrupt::StopFlag;
+
+/// Environment variable holding the ipinfo token.
+pub const KEY_ENV: &str = "IPINFO_API_KEY";
+/// Environment variable overriding the base URL.
+pub const URL_ENV: &str = "IPINFO_URL";
+/// The public service.
+pub const DEFAULT_URL: &str = "https://ipinfo.io";
+/// Most addresses in one batch request (ipinfo's limit).
+pub const MAX_BATCH: usize = 1000;
+
+/// Why a batch got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum IpinfoError {
+    /// The token was refused.
+    #[error("ipinfo refused the token (HTTP {0}): check {KEY_ENV}")]
+    Rejected(u16),
+    /// The account's quota is used up.
+    #[error("ipinfo quota exhausted (HTTP {status}): {message}")]
+    Quota {
+        /// HTTP status.
+        status: u16,
+        /// What ipinfo said.
+        message: String,
+    },
+    /// No answer after every retry.
+    #[error("ipinfo did not answer after {attempts} attempts (last: {last})")]
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
+    /// A stop was asked for while waiting to retry.
+    #[error("stopped while waiting to retry ipinfo")]
+    Stopped,
+}
+
+/// A client of the ipinfo batch endpoint.
+#[derive(Debug, Clone)]
+pub struct Ipinfo {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+    policy: RetryPolicy,
+}
+
+impl Ipinfo {
+    /// A client of the service at `base_url` with `token`.
+    pub fn new(base_url: &str, token: &str, timeout: Duration, policy: RetryPolicy) -> Self {
+        Self {
+            http: http::client(timeout),
+            url: format!("{}/batch", base_url.trim_end_matches('/')),
+            token: token.to_owned(),
+            policy,
+        }
+    }
+
+    /// Labels for the addresses in `ips` (at most 1000); an address missing from the answer is
+    /// missing from the result.
+    pub async fn lookup(
+        &self,
+        ips: &[String],
+        stop: &StopFlag,
+    ) -> Result<HashMap<String, String>, IpinfoError> {
+        let mut last = String::new();
+        for attempt in 0..=self.policy.retries {
+            let mut wait = None;
+            match self
+                .http
+                .post(&self.url)
+                .bearer_auth(&self.token)
+                .json(ips)
+                .send()
+                .await
+            {
+                Err(error) => last = describe(&error),
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    wait = http::retry_after(&response);
+                    let body = response.text().await.unwrap_or_default();
+                    match status {
+                        200 => match serde_json::from_str::<serde_json::Value>(&body) {
+                            Ok(answer) => return Ok(labels(ips, &answer)),
+                            Err(error) => last = format!("unreadable answer: {error}"),
+                        },
+                        401 | 403 => return Err(IpinfoError::Rejected(status)),
+                        402 => {
+                            return Err(IpinfoError::Quota {
+                                status,
+                                message: message(&body),
+                            });
+                        }
+                        429 if is_quota(&body) => {
+                            return Err(IpinfoError::Quota {
+                                status,
+                                message: message(&body),
+                            });
+                        }
+                        429 | 500..=599 => last = format!("HTTP {status}"),
+                        _ => {
+                            return Err(IpinfoError::GaveUp {
+                                attempts: attempt + 1,
+                                last: format!("HTTP {status}: {}", message(&body)),
+                            });
+                        }
+                    }
+                }
+            }
+            if attempt == self.policy.retries {
+                break;
+            }
+            let wait = match wait {
+                Some(asked) if asked > self.policy.cap => {
+                    return Err(IpinfoError::GaveUp {
+                        attempts: attempt + 1,
+                        last: format!("{last}, asked to wait {} s", asked.as_secs()),
+                    });
+                }
+                Some(asked) => asked,
+                None => self.policy.backoff(attempt),
+            };
+            if !http::sleep_unless_stopped(wait, stop).await {
+                return Err(IpinfoError::Stopped);
+            }
+        }
+        Err(IpinfoError::GaveUp {
+            attempts: self.policy.retries + 1,
+            last,
+        })
+    }
+}
+
+fn describe(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "timed out".into()
+    } else if error.is_connect() {
+        "cannot connect".into()
+    } else {
+        "network error".into()
+    }
+}
+
+/// Whether a 429's body says the quota (not the rate) is exhausted.
+fn is_quota(body: &str) -> bool {
+    let body = body.to_ascii_lowercase();
+    body.contains("quota") || body.contains("exhausted") || body.contains("monthly")
+}
+
+/// The error message in an ipinfo error body, shortened.
+fn message(body: &str) -> String {
+    let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
+    let text = json
+        .as_ref()
+        .and_then(|j| {
+            j["error"]["message"]
+                .as_str()
+                .or(j["error"]["title"].as_str())
+                .or(j["error"].as_str())
+        })
+        .unwrap_or(body);
+    text.chars().take(200).collect()
+}
+
+/// Labels from a batch answer, for the addresses asked.
+fn labels(ips: &[String], answer: &serde_json::Value) -> HashMap<String, String> {
+    ips.iter()
+        .filter_map(|ip| Some((ip.clone(), label(&answer[ip.as_str()])?)))
+        .collect()
+}
+
+/// The label of one address's details: `bogon`, `CC/Region`, `CC`, or `unknown`; `None` when the
+/// entry is absent or not details (it then stays pending).
+pub fn label(details: &serde_json::Value) -> Option<String> {
+    let details = details.as_object()?;
+    if details.get("bogon").and_then(|b| b.as_bool()) == Some(true) {
+        return Some("bogon".into());
+    }
+    if details.contains_key("error") {
+        return None;
+    }
+    let country = details
+        .get("country")
+        .or(details.get("country_code"))
+        .and_then(|c| c.as_str())
+        .filter(|c| c.len() == 2 && c.chars().all(|ch| ch.is_ascii_alphabetic()));
+    let region = details
+        .get("region")
+        .and_then(|r| r.as_str())
+        .map(|r| r.trim().replace('/', "-"))
+        .filter(|r| !r.is_empty());
+    Some(match (country, region) {
+        (Some(country), Some(region)) => format!("{}/{region}", country.to_ascii_uppercase()),
+        (Some(country), None) => country.to_ascii_uppercase(),
+        (None, _) => "unknown".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn labels_from_details() {
+        let google = json!({"ip": "8.8.8.8", "hostname": "dns.google", "city": "Mountain View",
+            "region": "California", "country": "US", "loc": "37.4056,-122.0775"});
+        assert_eq!(label(&google).as_deref(), Some("US/California"));
+        assert_eq!(
+            label(&json!({"ip": "9.9.9.9", "country": "CH"})).as_deref(),
+            Some("CH")
+        );
+        assert_eq!(
+            label(&json!({"ip": "10.0.0.1", "bogon": true})).as_deref(),
+            Some("bogon")
+        );
+        assert_eq!(label(&json!({"ip": "1.2.3.4"})).as_deref(), Some("unknown"));
+        assert_eq!(label(&json!({"error": {"title": "Wrong ip"}})), None);
+        assert_eq!(label(&json!(null)), None);
+    }
+
+    #[test]
+    fn quota_is_told_from_rate() {
+        assert!(is_quota(
+            r#"{"error": {"title": "Quota exceeded", "message": "Monthly quota exhausted"}}"#
+        ));
+        assert!(!is_quota(r#"{"error": {"title": "Rate limit exceeded"}}"#));
+    }
+}
