@@ -165,7 +165,9 @@ fn message(body: &str) -> String {
                 .or(j["error"].as_str())
         })
         .unwrap_or(body);
-    text.chars().take(200).collect()
+    // what a remote service says is shown to the user: never with an address in it
+    let short: String = text.chars().take(200).collect();
+    crate::privacy::mask_ips(&short).into_owned()
 }
 
 /// Labels from a batch answer, for the addresses asked.
@@ -223,6 +225,12 @@ mod tests {
         assert_eq!(label(&json!({"ip": "1.2.3.4"})).as_deref(), Some("unknown"));
         assert_eq!(label(&json!({"error": {"title": "Wrong ip"}})), None);
         assert_eq!(label(&json!(null)), None);
+    }
+
+    #[test]
+    fn error_messages_never_show_an_address() {
+        let body = r#"{"error": {"title": "Wrong ip", "message": "Please provide a valid IP address: 8.8.8.8"}}"#;
+        assert_eq!(message(body), "Please provide a valid IP address: <ip>");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::Outcome;
 use crate::http::{self, RetryPolicy};
 use crate::interrupt::StopFlag;
 use crate::ipinfo::{Ipinfo, IpinfoError, KEY_ENV, MAX_BATCH};
-use crate::progress::Progress;
+use crate::progress::{Amount, Progress};
 use crate::ranges::{Bogons, RangeTable, Service};
 use crate::store::Store;
 
@@ -334,7 +334,7 @@ async fn run(
     let bogons = Bogons::default();
     let client = http::client(options.timeout);
     let mut services: Services = Vec::new();
-    let needs_services = !pending.is_empty();
+    let needs_services = !pending.is_empty() || options.refresh_partition.is_some();
     for (service, url) in Service::ALL.into_iter().zip(&options.range_urls) {
         if !needs_services {
             break;
@@ -431,7 +431,13 @@ async fn ask_ipinfo(
 ) -> anyhow::Result<(u64, u64)> {
     let batch_size = options.batch_size.clamp(1, MAX_BATCH);
     let batches: Vec<&[(i64, String)]> = requesters.chunks(batch_size).collect();
-    let mut progress = Progress::new("regions", batches.len() as u64, requesters.len() as u64);
+    let mut progress = Progress::counting(
+        "regions",
+        "ipinfo batches",
+        batches.len() as u64,
+        Amount::Items("addresses"),
+        requesters.len() as u64,
+    );
     let halt = stop.scoped();
     let halt = &halt;
     let mut answers = futures_util::stream::iter(batches.iter().copied().map(|batch| async move {

@@ -215,6 +215,8 @@ fn a_second_sigint_aborts_at_once_and_loses_nothing_committed() {
     );
     let lines = stderr_lines(&mut child);
     wait_for_first_batch(&lines);
+    // let it enter the pause before the next batch, then interrupt it twice
+    std::thread::sleep(Duration::from_millis(200));
     signal(&child, libc::SIGINT);
     std::thread::sleep(Duration::from_millis(100));
     signal(&child, libc::SIGINT);
