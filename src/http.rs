@@ -69,6 +69,93 @@ pub async fn sleep_unless_stopped(duration: Duration, stop: &StopFlag) -> bool {
     !stop.is_raised()
 }
 
+/// What one attempt at a request came to.
+#[derive(Debug)]
+pub enum Attempt<T, E> {
+    /// An answer.
+    Done(T),
+    /// A failure worth retrying (429, 5xx, network), with the wait the server asked for, if any.
+    Retry {
+        /// What went wrong, for the message if every retry fails.
+        why: String,
+        /// `Retry-After`.
+        wait: Option<Duration>,
+    },
+    /// A failure not worth retrying.
+    Fail(E),
+}
+
+/// Why retried requests got no answer.
+#[derive(Debug)]
+pub enum Failure<E> {
+    /// An attempt failed for good.
+    Fail(E),
+    /// Every retry failed, or the server asked to wait longer than the policy allows.
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
+    /// A stop was asked for while waiting to retry.
+    Stopped,
+}
+
+/// Makes `attempt` until it is done or fails for good, waiting between attempts as the policy
+/// says (or as the server asked), and giving up early when a stop is asked for.
+pub async fn retrying<T, E, F, Fut>(
+    policy: &RetryPolicy,
+    stop: &StopFlag,
+    mut attempt: F,
+) -> Result<T, Failure<E>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Attempt<T, E>>,
+{
+    let mut last = String::new();
+    for retry in 0..=policy.retries {
+        let asked = match attempt().await {
+            Attempt::Done(answer) => return Ok(answer),
+            Attempt::Fail(error) => return Err(Failure::Fail(error)),
+            Attempt::Retry { why, wait } => {
+                last = why;
+                wait
+            }
+        };
+        if retry == policy.retries {
+            break;
+        }
+        let wait = match asked {
+            Some(asked) if asked > policy.cap => {
+                return Err(Failure::GaveUp {
+                    attempts: retry + 1,
+                    last: format!("{last}, asked to wait {} s", asked.as_secs()),
+                });
+            }
+            Some(asked) => asked,
+            None => policy.backoff(retry),
+        };
+        if !sleep_unless_stopped(wait, stop).await {
+            return Err(Failure::Stopped);
+        }
+    }
+    Err(Failure::GaveUp {
+        attempts: policy.retries + 1,
+        last,
+    })
+}
+
+/// A short description of a network error (no URL: it may hold a key).
+pub fn describe(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "timed out".into()
+    } else if error.is_connect() {
+        "cannot connect".into()
+    } else {
+        "network error".into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +174,47 @@ mod tests {
             assert!(ms >= nominal * 0.5 && ms <= nominal * 1.5, "{retry}: {ms}");
         }
         assert!(policy.backoff(30) <= Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn retrying_gives_up_after_the_retries_and_stops_on_fail() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let policy = RetryPolicy {
+            retries: 2,
+            base: Duration::from_millis(1),
+            cap: Duration::from_secs(1),
+        };
+        let stop = StopFlag::default();
+        let mut calls = 0;
+        let result: Result<(), Failure<()>> = runtime.block_on(retrying(&policy, &stop, || {
+            calls += 1;
+            async {
+                Attempt::Retry {
+                    why: "HTTP 503".into(),
+                    wait: None,
+                }
+            }
+        }));
+        assert!(matches!(result, Err(Failure::GaveUp { attempts: 3, .. })));
+        assert_eq!(calls, 3);
+        let mut calls = 0;
+        let result: Result<(), Failure<&str>> = runtime.block_on(retrying(&policy, &stop, || {
+            calls += 1;
+            async { Attempt::Fail("refused") }
+        }));
+        assert!(matches!(result, Err(Failure::Fail("refused"))));
+        assert_eq!(calls, 1);
+        // a server asking to wait longer than the cap: give up at once
+        let result: Result<(), Failure<()>> =
+            runtime.block_on(retrying(&policy, &stop, || async {
+                Attempt::Retry {
+                    why: "HTTP 429".into(),
+                    wait: Some(Duration::from_secs(3600)),
+                }
+            }));
+        assert!(matches!(result, Err(Failure::GaveUp { attempts: 1, .. })));
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::http::{self, RetryPolicy};
+use crate::http::{self, Attempt, Failure, RetryPolicy};
 use crate::interrupt::StopFlag;
 
 /// Environment variable holding the ipinfo token.
@@ -69,10 +69,8 @@ impl Ipinfo {
         ips: &[String],
         stop: &StopFlag,
     ) -> Result<HashMap<String, String>, IpinfoError> {
-        let mut last = String::new();
-        for attempt in 0..=self.policy.retries {
-            let mut wait = None;
-            match self
+        let attempt = || async {
+            let response = match self
                 .http
                 .post(&self.url)
                 .bearer_auth(&self.token)
@@ -80,70 +78,51 @@ impl Ipinfo {
                 .send()
                 .await
             {
-                Err(error) => last = describe(&error),
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    wait = http::retry_after(&response);
-                    let body = response.text().await.unwrap_or_default();
-                    match status {
-                        200 => match serde_json::from_str::<serde_json::Value>(&body) {
-                            Ok(answer) => return Ok(labels(ips, &answer)),
-                            Err(error) => last = format!("unreadable answer: {error}"),
-                        },
-                        401 | 403 => return Err(IpinfoError::Rejected(status)),
-                        402 => {
-                            return Err(IpinfoError::Quota {
-                                status,
-                                message: message(&body),
-                            });
-                        }
-                        429 if is_quota(&body) => {
-                            return Err(IpinfoError::Quota {
-                                status,
-                                message: message(&body),
-                            });
-                        }
-                        429 | 500..=599 => last = format!("HTTP {status}"),
-                        _ => {
-                            return Err(IpinfoError::GaveUp {
-                                attempts: attempt + 1,
-                                last: format!("HTTP {status}: {}", message(&body)),
-                            });
-                        }
-                    }
+                Ok(response) => response,
+                Err(error) => {
+                    return Attempt::Retry {
+                        why: http::describe(&error),
+                        wait: None,
+                    };
                 }
-            }
-            if attempt == self.policy.retries {
-                break;
-            }
-            let wait = match wait {
-                Some(asked) if asked > self.policy.cap => {
-                    return Err(IpinfoError::GaveUp {
-                        attempts: attempt + 1,
-                        last: format!("{last}, asked to wait {} s", asked.as_secs()),
-                    });
-                }
-                Some(asked) => asked,
-                None => self.policy.backoff(attempt),
             };
-            if !http::sleep_unless_stopped(wait, stop).await {
-                return Err(IpinfoError::Stopped);
+            let status = response.status().as_u16();
+            let wait = http::retry_after(&response);
+            let body = response.text().await.unwrap_or_default();
+            match status {
+                200 => match serde_json::from_str::<serde_json::Value>(&body) {
+                    Ok(answer) => Attempt::Done(labels(ips, &answer)),
+                    Err(error) => Attempt::Retry {
+                        why: format!("unreadable answer: {error}"),
+                        wait: None,
+                    },
+                },
+                401 | 403 => Attempt::Fail(IpinfoError::Rejected(status)),
+                402 => Attempt::Fail(IpinfoError::Quota {
+                    status,
+                    message: message(&body),
+                }),
+                429 if is_quota(&body) => Attempt::Fail(IpinfoError::Quota {
+                    status,
+                    message: message(&body),
+                }),
+                429 | 500..=599 => Attempt::Retry {
+                    why: format!("HTTP {status}"),
+                    wait,
+                },
+                _ => Attempt::Fail(IpinfoError::GaveUp {
+                    attempts: 1,
+                    last: format!("HTTP {status}: {}", message(&body)),
+                }),
             }
-        }
-        Err(IpinfoError::GaveUp {
-            attempts: self.policy.retries + 1,
-            last,
-        })
-    }
-}
-
-fn describe(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        "timed out".into()
-    } else if error.is_connect() {
-        "cannot connect".into()
-    } else {
-        "network error".into()
+        };
+        http::retrying(&self.policy, stop, attempt)
+            .await
+            .map_err(|failure| match failure {
+                Failure::Fail(error) => error,
+                Failure::GaveUp { attempts, last } => IpinfoError::GaveUp { attempts, last },
+                Failure::Stopped => IpinfoError::Stopped,
+            })
     }
 }
 
