@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 
 use crate::config::{self, Settings};
+use crate::coordinates::{self, CoordinatesOptions};
 use crate::extract::{self, Exclusion, ExtractOptions};
 use crate::http::RetryPolicy;
 use crate::interrupt::StopFlag;
@@ -17,7 +18,7 @@ use crate::privacy::Salt;
 use crate::ranges::Service;
 use crate::regions::{self, RegionsOptions};
 use crate::store::Store;
-use crate::{Outcome, bench, dump, ipinfo, status};
+use crate::{Outcome, bench, dump, ipinfo, opencage, status};
 
 /// Turn raw AWS S3 server access logs into anonymized, publishable usage statistics.
 ///
@@ -99,6 +100,34 @@ pub enum UpdateCommand {
     /// at once; on an exhausted quota or after the retries the stage stops with exit 3 and the rest
     /// stays pending for the next run.
     Regions(RegionsArgs),
+    /// Give every region label a latitude and longitude and write region_codes_to_coordinates.yaml.
+    ///
+    /// Labels come from the store and from the by_region.tsv summaries. The built-in table (cloud
+    /// regions, labels geocoders get wrong) comes first, then earlier answers, then OpenCage
+    /// (needs OPENCAGE_API_KEY), searched in the label's country; every answer is cached, so a
+    /// label is geocoded once, ever. Labels without a place (bogon, unknown, missing, VPN, GitHub)
+    /// get null coordinates and are never sent.
+    Coordinates(CoordinatesArgs),
+}
+
+/// Options of `update coordinates`.
+#[derive(Debug, Args)]
+pub struct CoordinatesArgs {
+    /// The summaries directory, where the file is written [default: <cache>/summaries].
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Base URL of OpenCage.
+    #[arg(long, env = opencage::URL_ENV, default_value = opencage::DEFAULT_URL, value_name = "URL")]
+    pub opencage_url: String,
+    /// Timeout of one HTTP request, in seconds.
+    #[arg(long, default_value_t = 20, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Retries of a failed request (429, 5xx, network errors), with exponential backoff.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub retries: u32,
+    /// First retry wait in milliseconds (doubled at each retry).
+    #[arg(long, default_value_t = 1000, hide = true)]
+    pub retry_base_ms: u64,
 }
 
 /// Options of `update regions`.
@@ -218,6 +247,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Extract(args) => run_extract(&cache()?, &config_dir, args),
         Command::Update(UpdateCommand::Regions(args)) => run_regions(&cache()?, args),
+        Command::Update(UpdateCommand::Coordinates(args)) => run_coordinates(&cache()?, args),
         Command::Dump(args) => {
             let store = Store::open_existing(&cache()?)?;
             let stdout = std::io::stdout();
@@ -358,6 +388,34 @@ fn open_for_writing(cache: &Path) -> anyhow::Result<(WriterLock, StopFlag, Store
     Ok((lock, stop, store))
 }
 
+/// Like `open_for_writing`, for stages that work on what was extracted: no store is an error.
+fn open_existing_for_writing(cache: &Path) -> anyhow::Result<(WriterLock, StopFlag, Store)> {
+    if !cache.join(crate::store::DB_FILE).exists() {
+        return Err(crate::store::StoreError::Missing(cache.to_path_buf()).into());
+    }
+    open_for_writing(cache)
+}
+
+fn run_coordinates(cache: &Path, args: CoordinatesArgs) -> anyhow::Result<Outcome> {
+    let (_lock, stop, mut store) = open_existing_for_writing(cache)?;
+    let options = CoordinatesOptions {
+        output_dir: args.output.unwrap_or_else(|| cache.join("summaries")),
+        opencage_url: args.opencage_url,
+        opencage_key: std::env::var(opencage::KEY_ENV).ok(),
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        policy: RetryPolicy {
+            retries: args.retries,
+            base: Duration::from_millis(args.retry_base_ms),
+            ..RetryPolicy::default()
+        },
+    };
+    let report = coordinates::update_coordinates(&mut store, &options, &stop)?;
+    for line in report.summary() {
+        eprintln!("{line}");
+    }
+    Ok(report.outcome())
+}
+
 fn run_regions(cache: &Path, args: RegionsArgs) -> anyhow::Result<Outcome> {
     if let Some(dir) = &args.ranges_dir
         && !dir.is_dir()
@@ -368,10 +426,7 @@ fn run_regions(cache: &Path, args: RegionsArgs) -> anyhow::Result<Outcome> {
         ))
         .into());
     }
-    if !cache.join(crate::store::DB_FILE).exists() {
-        return Err(crate::store::StoreError::Missing(cache.to_path_buf()).into());
-    }
-    let (_lock, stop, mut store) = open_for_writing(cache)?;
+    let (_lock, stop, mut store) = open_existing_for_writing(cache)?;
     let options = RegionsOptions {
         ranges_dir: args.ranges_dir,
         range_urls: Service::ALL.map(|service| {

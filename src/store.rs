@@ -29,6 +29,8 @@ CREATE TABLE IF NOT EXISTS bins(
 CREATE TABLE IF NOT EXISTS files(
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, gzip INTEGER NOT NULL, lines INTEGER NOT NULL, requests INTEGER NOT NULL,
     excluded INTEGER NOT NULL, rejected INTEGER NOT NULL, extracted_at INTEGER NOT NULL) WITHOUT ROWID;
+-- every geocoder answer, found or not, so that a label is asked once, ever
+CREATE TABLE IF NOT EXISTS coordinates(label TEXT PRIMARY KEY, latitude REAL, longitude REAL, asked_at INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rejects(
     file TEXT NOT NULL, line INTEGER NOT NULL, reason TEXT NOT NULL, excerpt TEXT NOT NULL,
     PRIMARY KEY(file, line)) WITHOUT ROWID;
@@ -471,6 +473,37 @@ impl Store {
         self.conn
             .execute("DELETE FROM kept_ips", [])
             .map(|n| n as u64)
+            .map_err(|e| self.error(e))
+    }
+
+    /// The geocoder's earlier answers: label to coordinates (`None`: asked, not found).
+    pub fn cached_coordinates(&self) -> Result<HashMap<String, Option<(f64, f64)>>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT label, latitude, longitude FROM coordinates")
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([], |row| {
+                let latitude: Option<f64> = row.get(1)?;
+                let longitude: Option<f64> = row.get(2)?;
+                Ok((row.get(0)?, latitude.zip(longitude)))
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Keeps a geocoder answer at once (its own transaction).
+    pub fn cache_coordinates(
+        &self,
+        label: &str,
+        place: Option<(f64, f64)>,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO coordinates(label, latitude, longitude, asked_at) VALUES (?1, ?2, ?3, ?4)",
+                params![label, place.map(|p| p.0), place.map(|p| p.1), chrono::Utc::now().timestamp()],
+            )
+            .map(drop)
             .map_err(|e| self.error(e))
     }
 
