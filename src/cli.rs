@@ -18,7 +18,8 @@ use crate::privacy::Salt;
 use crate::ranges::Service;
 use crate::regions::{self, RegionsOptions};
 use crate::store::Store;
-use crate::{Outcome, bench, dump, ipinfo, opencage, status};
+use crate::summaries::{self, Grouping, Privacy, SummaryOptions};
+use crate::{Outcome, bench, dump, ipinfo, opencage, show, status};
 
 /// Turn raw AWS S3 server access logs into anonymized, publishable usage statistics.
 ///
@@ -56,6 +57,8 @@ pub enum Command {
     /// Run a later stage of the pipeline on what was extracted.
     #[command(subcommand)]
     Update(UpdateCommand),
+    /// Print the written summaries as tables: the archive's, or one dataset's.
+    Show(ShowArgs),
     /// Remember settings.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -108,6 +111,48 @@ pub enum UpdateCommand {
     /// label is geocoded once, ever. Labels without a place (bogon, unknown, missing, VPN, GitHub)
     /// get null coordinates and are never sent.
     Coordinates(CoordinatesArgs),
+    /// Write the summaries: per dataset by_day.tsv, by_asset.tsv, by_region.tsv and
+    /// requester_count.tsv, and archive/by_day.tsv, by_region.tsv, requester_count.tsv.
+    ///
+    /// Figures come from the exact per-request data. Counts (requests, downloads, views,
+    /// requesters) below --privacy-minimum are written `<50`, the others rounded to --round-to;
+    /// bytes are exact. A by_region.tsv is rewritten only when more than --region-threshold
+    /// resolved regions changed. A file whose content did not change is not rewritten.
+    Summaries(SummaryArgs),
+    /// Write totals.json (by dataset) and archive_totals.json, private like the summaries.
+    Totals(SummaryArgs),
+}
+
+/// Options of `update summaries` and `update totals`.
+#[derive(Debug, Args, Clone)]
+pub struct SummaryArgs {
+    /// Where the files go [default: <cache>/summaries].
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// How many leading segments of an object key name its dataset.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub dataset_depth: u64,
+    /// Count every key below PREFIX<id>/ as the one asset <id> (repeatable), e.g. zarr/.
+    #[arg(long, value_name = "PREFIX")]
+    pub collapse_prefix: Vec<String>,
+    /// Counts below this are written `<N>`.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub privacy_minimum: u64,
+    /// Other counts are rounded to the nearest multiple of this.
+    #[arg(long, default_value_t = 20, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub round_to: u64,
+    /// Rewrite a by_region.tsv only when more than N resolved regions changed (0: always).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub region_threshold: usize,
+    /// Only these datasets (repeatable).
+    #[arg(long, value_name = "DATASET")]
+    pub pick: Vec<String>,
+    /// Not these datasets (repeatable).
+    #[arg(long, value_name = "DATASET")]
+    pub skip: Vec<String>,
+    /// Recompute even when nothing was extracted or labelled since the last run.
+    #[arg(long)]
+    pub full: bool,
 }
 
 /// Options of `update coordinates`.
@@ -166,6 +211,16 @@ pub struct RegionsArgs {
     /// Which of the 90 refresh shares to ask for [default: today's].
     #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(0..90))]
     pub refresh_partition: Option<u64>,
+}
+
+/// Options of `show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The dataset [default: the archive].
+    pub dataset: Option<String>,
+    /// The summaries directory [default: <cache>/summaries].
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
 }
 
 /// Options of `dump`.
@@ -248,6 +303,15 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Extract(args) => run_extract(&cache()?, &config_dir, args),
         Command::Update(UpdateCommand::Regions(args)) => run_regions(&cache()?, args),
         Command::Update(UpdateCommand::Coordinates(args)) => run_coordinates(&cache()?, args),
+        Command::Update(UpdateCommand::Summaries(args)) => run_summaries(&cache()?, args, false),
+        Command::Update(UpdateCommand::Totals(args)) => run_summaries(&cache()?, args, true),
+        Command::Show(args) => {
+            let dir = args
+                .output
+                .unwrap_or_else(|| cache().map(|c| c.join("summaries")).unwrap_or_default());
+            print!("{}", show::show(&dir, args.dataset.as_deref())?);
+            Ok(Outcome::Done)
+        }
         Command::Dump(args) => {
             let store = Store::open_existing(&cache()?)?;
             let stdout = std::io::stdout();
@@ -394,6 +458,42 @@ fn open_existing_for_writing(cache: &Path) -> anyhow::Result<(WriterLock, StopFl
         return Err(crate::store::StoreError::Missing(cache.to_path_buf()).into());
     }
     open_for_writing(cache)
+}
+
+fn run_summaries(cache: &Path, args: SummaryArgs, totals: bool) -> anyhow::Result<Outcome> {
+    let (_lock, _stop, store) = open_existing_for_writing(cache)?;
+    let options = SummaryOptions {
+        output_dir: args.output.unwrap_or_else(|| cache.join("summaries")),
+        grouping: Grouping {
+            dataset_depth: args.dataset_depth as usize,
+            collapse_prefixes: args.collapse_prefix,
+            pick: args.pick,
+            skip: args.skip,
+        },
+        privacy: Privacy {
+            minimum: args.privacy_minimum,
+            round_to: args.round_to,
+        },
+        region_threshold: args.region_threshold,
+    };
+    let stage = if totals { "totals" } else { "summaries" };
+    if options.privacy.is_exact() {
+        eprintln!(
+            "warning: {stage}: --privacy-minimum {} --round-to {} writes exact counts: for internal use, do not publish",
+            options.privacy.minimum, options.privacy.round_to
+        );
+    }
+    let tallies = summaries::tally(&store, &options.grouping)?;
+    let report = if totals {
+        summaries::write_totals(&tallies, &options)?
+    } else {
+        summaries::write_summaries(&tallies, &options)?
+    };
+    let _ = args.full;
+    for line in report.summary(stage) {
+        eprintln!("{line}");
+    }
+    Ok(Outcome::Done)
 }
 
 fn run_coordinates(cache: &Path, args: CoordinatesArgs) -> anyhow::Result<Outcome> {

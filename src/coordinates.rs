@@ -32,17 +32,31 @@ const PLACELESS: [&str; 6] = [
     "GitHub",
 ];
 
-/// The built-in table: label to coordinates.
-pub fn builtin_table() -> HashMap<String, (f64, f64)> {
+/// A label of the built-in table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnownRegion {
+    /// Latitude of the place (for a cloud region, its data centre's city).
+    pub latitude: f64,
+    /// Longitude.
+    pub longitude: f64,
+    /// ISO 3166-1 alpha-2 country code.
+    pub country: String,
+}
+
+/// The built-in table (`src/data/region_coordinates.tsv`): label to place and country.
+pub fn builtin_table() -> HashMap<String, KnownRegion> {
     include_str!("data/region_coordinates.tsv")
         .lines()
         .filter(|line| !line.starts_with('#') && !line.starts_with("label\t"))
         .filter_map(|line| {
             let mut fields = line.split('\t');
             let label = fields.next()?;
-            let latitude = fields.next()?.parse().ok()?;
-            let longitude = fields.next()?.parse().ok()?;
-            Some((label.to_owned(), (latitude, longitude)))
+            let region = KnownRegion {
+                latitude: fields.next()?.parse().ok()?,
+                longitude: fields.next()?.parse().ok()?,
+                country: fields.next()?.to_owned(),
+            };
+            Some((label.to_owned(), region))
         })
         .collect()
 }
@@ -181,9 +195,9 @@ pub fn update_coordinates(
         let place = if PLACELESS.contains(&label.as_str()) {
             report.placeless += 1;
             None
-        } else if let Some(place) = table.get(&label) {
+        } else if let Some(known) = table.get(&label) {
             report.from_table += 1;
-            Some(*place)
+            Some((known.latitude, known.longitude))
         } else if let Some(answer) = cached.get(&label) {
             if answer.is_some() {
                 report.from_cache += 1;
@@ -221,7 +235,7 @@ pub fn update_coordinates(
     }
     report.unplaced.sort();
     report.labels = placed.len() as u64;
-    report.written = write_if_changed(&report.file, &to_yaml(&placed))?;
+    report.written = crate::output::write_if_changed(&report.file, &to_yaml(&placed))?;
     Ok(report)
 }
 
@@ -296,21 +310,6 @@ pub fn to_yaml(placed: &BTreeMap<String, Option<(f64, f64)>>) -> String {
         .collect()
 }
 
-/// Writes `content` unless the file already holds it (so its modification time stays); whether it
-/// wrote.
-pub fn write_if_changed(path: &Path, content: &str) -> std::io::Result<bool> {
-    if std::fs::read_to_string(path).ok().as_deref() == Some(content) {
-        return Ok(false);
-    }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let temporary = path.with_extension("tmp");
-    std::fs::write(&temporary, content)?;
-    std::fs::rename(&temporary, path)?;
-    Ok(true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,15 +319,16 @@ mod tests {
         let table = builtin_table();
         assert!(table.len() > 90, "{}", table.len());
         // Saransk, not Missouri
-        let (latitude, longitude) = table["RU/Mordoviya Republic"];
-        assert!((54.0..55.0).contains(&latitude) && (45.0..46.0).contains(&longitude));
+        let mordoviya = &table["RU/Mordoviya Republic"];
+        assert!((54.0..55.0).contains(&mordoviya.latitude));
+        assert!((45.0..46.0).contains(&mordoviya.longitude));
+        assert_eq!(table["GCP/asia-east1"].country, "TW");
         assert!(table.contains_key("AWS/us-east-1") && table.contains_key("GCP/us-central1"));
         assert!(table.contains_key("PL/Lesser Poland") && table.contains_key("NZ/Taranaki Region"));
-        for (label, (latitude, longitude)) in &table {
-            assert!(
-                (-90.0..=90.0).contains(latitude) && (-180.0..=180.0).contains(longitude),
-                "{label}"
-            );
+        for (label, known) in &table {
+            assert!((-90.0..=90.0).contains(&known.latitude), "{label}");
+            assert!((-180.0..=180.0).contains(&known.longitude), "{label}");
+            assert_eq!(known.country.len(), 2, "{label}");
         }
     }
 

@@ -574,9 +574,7 @@ fn write_rejects_report(store: &Store, cache_dir: &std::path::Path) -> anyhow::R
             reject.excerpt.replace('\t', " ")
         ));
     }
-    let temporary = path.with_extension("tsv.tmp");
-    std::fs::write(&temporary, text)?;
-    std::fs::rename(&temporary, &path)?;
+    crate::output::write_if_changed(&path, &text)?;
     Ok(())
 }
 

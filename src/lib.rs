@@ -17,13 +17,16 @@ pub mod ipinfo;
 pub mod lock;
 pub mod logfiles;
 pub mod opencage;
+pub mod output;
 pub mod parser;
 pub mod privacy;
 pub mod progress;
 pub mod ranges;
 pub mod regions;
+pub mod show;
 pub mod status;
 pub mod store;
+pub mod summaries;
 
 /// How a command ended, and so the process's exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -222,7 +222,7 @@ async fn load_ranges(
     }
     match download(service, url, client).await {
         Ok((table, data)) => {
-            if let Err(error) = write_atomically(&cached_path, &data) {
+            if let Err(error) = crate::output::write_atomically(&cached_path, &data) {
                 warnings.push(format!(
                     "cannot cache the {} range list in {}: {error}",
                     service.name(),
@@ -275,15 +275,6 @@ async fn download(
         .to_vec();
     let table = service.parse(&data).map_err(|e| format!("{url}: {e}"))?;
     Ok((table, data))
-}
-
-fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let temporary = path.with_extension("tmp");
-    std::fs::write(&temporary, data)?;
-    std::fs::rename(&temporary, path)
 }
 
 /// The share (0 to 89) of the refresh cycle a requester belongs to: stable, from its salted index.

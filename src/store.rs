@@ -507,6 +507,18 @@ impl Store {
             .map_err(|e| self.error(e))
     }
 
+    /// Every requester: store id, region label (`None`: not resolved yet).
+    pub fn requester_regions(&self) -> Result<Vec<(u64, Option<String>)>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT id, region FROM requesters")
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
     /// Requesters by region label (`None`: not resolved yet).
     pub fn region_counts(&self) -> Result<Vec<(Option<String>, u64)>, StoreError> {
         let mut statement = self
