@@ -24,6 +24,8 @@ pub struct GenerateOptions {
     pub seed: u64,
     /// Largest size of one hourly file in bytes.
     pub file_bytes: u64,
+    /// Distinct objects [default: 40 per MB, from 500 to 400,000].
+    pub objects: Option<usize>,
 }
 
 /// What was generated.
@@ -71,8 +73,10 @@ fn uuid(rng: &mut StdRng) -> String {
     )
 }
 
-fn population(rng: &mut StdRng, size_mb: u64) -> Population {
-    let objects = (size_mb * 40).clamp(500, 400_000) as usize;
+fn population(rng: &mut StdRng, size_mb: u64, objects: Option<usize>) -> Population {
+    let objects = objects
+        .unwrap_or((size_mb * 40).clamp(500, 400_000) as usize)
+        .max(1);
     let mut keys = Vec::with_capacity(objects);
     for index in 0..objects {
         let key = match rng.gen_range(0..100) {
@@ -318,7 +322,7 @@ fn file_path(dir: &Path, hour: i64, rng: &mut StdRng) -> PathBuf {
 /// Writes about `size_mb` MB of logs under `dir`, one file per hour.
 pub fn generate(options: &GenerateOptions) -> std::io::Result<GenerateReport> {
     let mut rng = StdRng::seed_from_u64(options.seed);
-    let people = population(&mut rng, options.size_mb);
+    let people = population(&mut rng, options.size_mb, options.objects);
     let total = options.size_mb.max(1) * 1_000_000;
     let files = total.div_ceil(options.file_bytes.max(1000));
     let per_file = total / files;
@@ -362,6 +366,7 @@ mod tests {
             size_mb: 1,
             seed: 7,
             file_bytes: 300_000,
+            objects: None,
         };
         let report = generate(&options(a.path())).unwrap();
         assert_eq!(generate(&options(b.path())).unwrap(), report);

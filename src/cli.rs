@@ -275,6 +275,9 @@ pub enum BenchCommand {
         /// Largest size of one hourly file in MB.
         #[arg(long, default_value_t = 8.0)]
         file_mb: f64,
+        /// Distinct objects [default: 40 per MB, from 500 to 400,000].
+        #[arg(long)]
+        objects: Option<usize>,
     },
     /// Time the range matcher: lookups in a generated AWS ip-ranges.json of the real size.
     Ranges {
@@ -373,12 +376,14 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
             size_mb,
             seed,
             file_mb,
+            objects,
         }) => {
             let report = bench::generate(&bench::GenerateOptions {
                 dir: dir.clone(),
                 size_mb,
                 seed,
                 file_bytes: (file_mb * 1e6) as u64,
+                objects,
             })
             .with_context(|| format!("cannot write logs into {}", dir.display()))?;
             eprintln!(
@@ -483,13 +488,22 @@ fn run_summaries(cache: &Path, args: SummaryArgs, totals: bool) -> anyhow::Resul
             options.privacy.minimum, options.privacy.round_to
         );
     }
+    // nothing extracted or labelled since the last run with the same options: nothing to do
+    let state = format!("{}|{options:?}", store.data_version()?);
+    if !args.full
+        && options.output_dir.is_dir()
+        && store.stage_state(stage)?.as_deref() == Some(state.as_str())
+    {
+        eprintln!("{stage}: nothing new since the last run (--full recomputes anyway)");
+        return Ok(Outcome::Done);
+    }
     let tallies = summaries::tally(&store, &options.grouping)?;
     let report = if totals {
         summaries::write_totals(&tallies, &options)?
     } else {
         summaries::write_summaries(&tallies, &options)?
     };
-    let _ = args.full;
+    store.set_stage_state(stage, &state)?;
     for line in report.summary(stage) {
         eprintln!("{line}");
     }

@@ -248,6 +248,25 @@ impl Store {
         }
     }
 
+    /// A value a stage keeps between runs (for example what its last run saw).
+    pub fn stage_state(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.meta(&format!("state:{key}"))
+    }
+
+    /// Keeps a value for the next run of a stage.
+    pub fn set_stage_state(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.set_meta(&format!("state:{key}"), value)
+    }
+
+    /// What the summaries depend on: extraction batches committed and region labelling rounds.
+    pub fn data_version(&self) -> Result<String, StoreError> {
+        Ok(format!(
+            "{}:{}",
+            self.meta("batches")?.unwrap_or_default(),
+            self.meta("label_updates")?.unwrap_or_default()
+        ))
+    }
+
     /// Records the salt's fingerprint on first use; refuses a different salt afterwards.
     pub fn check_salt(&self, fingerprint: &str) -> Result<(), StoreError> {
         match self.meta("salt_fingerprint")? {
@@ -463,6 +482,14 @@ impl Store {
                     keep.execute([id]).map_err(error)?;
                 }
                 forget.execute([id]).map_err(error)?;
+            }
+            if !labels.is_empty() {
+                tx.execute(
+                    "INSERT INTO meta(key, value) VALUES ('label_updates', '1')
+                     ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+                    [],
+                )
+                .map_err(error)?;
             }
         }
         tx.commit().map_err(error)

@@ -391,10 +391,17 @@ impl SummaryReport {
             self.written.len(),
             self.unchanged
         )];
-        for (path, changed) in &self.held_back {
+        const LISTED: usize = 5;
+        for (path, changed) in self.held_back.iter().take(LISTED) {
             lines.push(format!(
                 "{stage}: {} not updated: only {changed} resolved regions changed (see --region-threshold)",
                 path.display()
+            ));
+        }
+        if self.held_back.len() > LISTED {
+            lines.push(format!(
+                "{stage}: {} more by_region.tsv files not updated for the same reason",
+                self.held_back.len() - LISTED
             ));
         }
         lines
