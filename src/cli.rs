@@ -1,6 +1,7 @@
-//! The command line: argument definitions (clap) and dispatch to the stages.
+//! The command line: argument definitions (clap), their conversion into each stage's options,
+//! and dispatch.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,17 +15,20 @@ use crate::extract::{self, Exclusion, ExtractOptions};
 use crate::http::RetryPolicy;
 use crate::interrupt::StopFlag;
 use crate::lock::{self, StopOutcome, WriterLock};
+use crate::pipeline::{self, RunOptions};
 use crate::privacy::Salt;
+use crate::publish::{self, PublishOptions};
 use crate::ranges::Service;
 use crate::regions::{self, RegionsOptions};
 use crate::store::Store;
-use crate::summaries::{self, Grouping, Privacy, SummaryOptions};
+use crate::summaries::{self, Grouping, Privacy, Stage, SummaryOptions};
 use crate::{Outcome, bench, dump, ipinfo, opencage, show, status};
 
 /// Turn raw AWS S3 server access logs into anonymized, publishable usage statistics.
 ///
-/// Exit codes: 0 done, 1 failed (the rest was done; run again), 2 bad usage, 3 stopped early
-/// (run again to resume).
+/// `s3tally run LOG_DIR...` runs every stage (extract, regions, coordinates, summaries, totals);
+/// each stage is also a command of its own. Exit codes: 0 done, 1 failed (the rest was done; run
+/// again), 2 bad usage, 3 stopped early (run again to resume).
 #[derive(Debug, Parser)]
 #[command(name = "s3tally", version, about, long_about)]
 pub struct Cli {
@@ -41,6 +45,13 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run every stage in order: extract, regions, coordinates, summaries, totals [, publish].
+    ///
+    /// The CRON entry point. Each stage is incremental; a stage that cannot finish (stopped,
+    /// quota, missing key) is reported and the later stages still run on what is there, except a
+    /// stopped extraction, which ends the run (exit 3). One timestamped line per stage, then a
+    /// table. One run per cache at a time: a second one exits 1 naming the PID, or waits (--wait).
+    Run(Box<RunArgs>),
     /// Extract successful GET requests from log files into the store (incremental, resumable).
     ///
     /// Finds S3 access-log files (`YYYY-MM-DD-hh-mm-ss-UNIQUE`, flat or in YYYY/MM/DD folders,
@@ -48,17 +59,27 @@ pub enum Command {
     /// batches: a kill loses at most the batch in flight. Requesters are kept as salted indexes
     /// (salt from S3TALLY_SALT or the salt.key file in the config directory).
     Extract(ExtractArgs),
+    /// Run a later stage of the pipeline on what was extracted.
+    #[command(subcommand)]
+    Update(UpdateCommand),
+    /// Copy the summaries, totals and coordinates into a git working tree and commit the change.
+    ///
+    /// Layout: content/summaries/<dataset>/*.tsv, content/summaries/archive/*.tsv,
+    /// content/totals.json, content/archive_totals.json, content/region_codes_to_coordinates.yaml.
+    /// Files of datasets that no longer exist are removed. Refuses (exit 1, naming file and line)
+    /// when a file holds an IP address or a requester index. No change, no commit.
+    Publish(PublishArgs),
+    /// Print the written summaries as tables: the archive's, or one dataset's.
+    Show(ShowArgs),
     /// Print every extracted request as TSV: object_key, timestamp, bytes_sent, status, requester.
     Dump(DumpArgs),
     /// Show what the cache holds.
     Status,
     /// Ask the s3tally writing to this cache to commit its current batch and exit; wait for it.
     Stop(StopArgs),
-    /// Run a later stage of the pipeline on what was extracted.
+    /// Clear stored data.
     #[command(subcommand)]
-    Update(UpdateCommand),
-    /// Print the written summaries as tables: the archive's, or one dataset's.
-    Show(ShowArgs),
+    Reset(ResetCommand),
     /// Remember settings.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -67,12 +88,9 @@ pub enum Command {
     Bench(BenchCommand),
 }
 
-/// Options of `extract`.
-#[derive(Debug, Args)]
-pub struct ExtractArgs {
-    /// Directories holding S3 access-log files (searched recursively).
-    #[arg(required = true, value_name = "LOG_DIR")]
-    pub log_dirs: Vec<PathBuf>,
+/// How extraction reads and batches (shared by `extract` and `run`).
+#[derive(Debug, Args, Clone)]
+pub struct ExtractTuning {
     /// Leave out requests from this IP address or CIDR range (repeatable), e.g. the archive's own servers.
     #[arg(long, value_name = "IP|CIDR", value_parser = extract::parse_ip_or_network)]
     pub exclude_ip: Vec<IpNet>,
@@ -88,6 +106,75 @@ pub struct ExtractArgs {
     /// Worker threads for parsing [default: one per core].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+}
+
+impl ExtractTuning {
+    /// The extract stage's options for these log directories (which must exist).
+    fn options(&self, log_dirs: Vec<PathBuf>) -> anyhow::Result<ExtractOptions> {
+        for dir in &log_dirs {
+            if !dir.is_dir() {
+                return Err(UsageError(format!(
+                    "log directory {} does not exist or is not a directory",
+                    dir.display()
+                ))
+                .into());
+            }
+        }
+        if let Some(threads) = self.threads {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build_global()
+                .context("cannot start worker threads")?;
+        }
+        Ok(ExtractOptions {
+            log_dirs,
+            exclusion: Exclusion {
+                networks: self.exclude_ip.clone(),
+                pattern: self.exclude_ip_regex.clone(),
+            },
+            batch_bytes: self.batch_mb * 1_000_000,
+            batch_files: self.batch_files as usize,
+        })
+    }
+}
+
+/// Options of `extract`.
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// Directories holding S3 access-log files (searched recursively).
+    #[arg(required = true, value_name = "LOG_DIR")]
+    pub log_dirs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub tuning: ExtractTuning,
+}
+
+/// Timeouts and retries of the external services (shared by `update regions`, `update
+/// coordinates` and `run`).
+#[derive(Debug, Args, Clone)]
+pub struct NetworkArgs {
+    /// Timeout of one HTTP request, in seconds.
+    #[arg(long, default_value_t = 20, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Retries of a failed request (429, 5xx, network errors), with exponential backoff.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub retries: u32,
+    /// First retry wait in milliseconds (doubled at each retry).
+    #[arg(long, default_value_t = 1000, hide = true)]
+    pub retry_base_ms: u64,
+}
+
+impl NetworkArgs {
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout.max(1))
+    }
+
+    fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            retries: self.retries,
+            base: Duration::from_millis(self.retry_base_ms),
+            ..RetryPolicy::default()
+        }
+    }
 }
 
 /// `update` subcommands.
@@ -123,10 +210,112 @@ pub enum UpdateCommand {
     Totals(SummaryArgs),
 }
 
-/// Options of `update summaries` and `update totals`.
+/// How regions are resolved (shared by `update regions` and `run`).
+#[derive(Debug, Args, Clone)]
+pub struct RegionsTuning {
+    /// Read the range lists from this directory (github.json, aws.json, gcp.json, vpn.txt) instead
+    /// of downloading them.
+    #[arg(long, value_name = "DIR")]
+    pub ranges_dir: Option<PathBuf>,
+    /// Base URL of ipinfo.
+    #[arg(long, env = ipinfo::URL_ENV, default_value = ipinfo::DEFAULT_URL, value_name = "URL")]
+    pub ipinfo_url: String,
+    /// Keep the raw IPs of resolved requesters (needed by --refresh); off by default, and without
+    /// it any kept IPs are deleted.
+    #[arg(long)]
+    pub keep_ips: bool,
+    /// Also ask again for today's 1/90 of the requesters whose IP is kept (so 90 daily runs cover
+    /// them all); changed labels are logged in regions-refresh.log in the cache.
+    #[arg(long, requires = "keep_ips")]
+    pub refresh: bool,
+    /// ipinfo requests in flight.
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=32))]
+    pub concurrency: u64,
+    /// Addresses per ipinfo request (at most 1000).
+    #[arg(long, default_value_t = 1000, hide = true, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub batch_size: u64,
+    /// Which of the 90 refresh shares to ask for [default: today's].
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(0..90))]
+    pub refresh_partition: Option<u64>,
+}
+
+impl RegionsTuning {
+    fn options(&self, network: &NetworkArgs) -> anyhow::Result<RegionsOptions> {
+        if let Some(dir) = &self.ranges_dir
+            && !dir.is_dir()
+        {
+            return Err(UsageError(format!(
+                "ranges directory {} does not exist or is not a directory",
+                dir.display()
+            ))
+            .into());
+        }
+        Ok(RegionsOptions {
+            ranges_dir: self.ranges_dir.clone(),
+            range_urls: Service::ALL.map(|service| {
+                std::env::var(service.url_env())
+                    .unwrap_or_else(|_| service.default_url().to_owned())
+            }),
+            ipinfo_url: self.ipinfo_url.clone(),
+            ipinfo_key: std::env::var(ipinfo::KEY_ENV).ok(),
+            batch_size: self.batch_size as usize,
+            concurrency: self.concurrency as usize,
+            timeout: network.timeout(),
+            policy: network.policy(),
+            keep_ips: self.keep_ips,
+            refresh_partition: self.refresh.then(|| {
+                self.refresh_partition
+                    .unwrap_or_else(regions::todays_partition)
+            }),
+        })
+    }
+}
+
+/// Options of `update regions`.
+#[derive(Debug, Args)]
+pub struct RegionsArgs {
+    #[command(flatten)]
+    pub tuning: RegionsTuning,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+}
+
+/// The geocoder (shared by `update coordinates` and `run`).
+#[derive(Debug, Args, Clone)]
+pub struct GeocoderArgs {
+    /// Base URL of OpenCage.
+    #[arg(long, env = opencage::URL_ENV, default_value = opencage::DEFAULT_URL, value_name = "URL")]
+    pub opencage_url: String,
+}
+
+impl GeocoderArgs {
+    fn options(&self, output_dir: PathBuf, network: &NetworkArgs) -> CoordinatesOptions {
+        CoordinatesOptions {
+            output_dir,
+            opencage_url: self.opencage_url.clone(),
+            opencage_key: std::env::var(opencage::KEY_ENV).ok(),
+            timeout: network.timeout(),
+            policy: network.policy(),
+        }
+    }
+}
+
+/// Options of `update coordinates`.
+#[derive(Debug, Args)]
+pub struct CoordinatesArgs {
+    /// The summaries directory, where the file is written [default: <cache>/summaries].
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub geocoder: GeocoderArgs,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+}
+
+/// Options of `update summaries`, `update totals` and the same stages in `run`.
 #[derive(Debug, Args, Clone)]
 pub struct SummaryArgs {
-    /// Where the files go [default: <cache>/summaries].
+    /// Where the summaries go [default: <cache>/summaries].
     #[arg(long, value_name = "DIR")]
     pub output: Option<PathBuf>,
     /// How many leading segments of an object key name its dataset.
@@ -155,62 +344,98 @@ pub struct SummaryArgs {
     pub full: bool,
 }
 
-/// Options of `update coordinates`.
-#[derive(Debug, Args)]
-pub struct CoordinatesArgs {
-    /// The summaries directory, where the file is written [default: <cache>/summaries].
-    #[arg(long, value_name = "DIR")]
-    pub output: Option<PathBuf>,
-    /// Base URL of OpenCage.
-    #[arg(long, env = opencage::URL_ENV, default_value = opencage::DEFAULT_URL, value_name = "URL")]
-    pub opencage_url: String,
-    /// Timeout of one HTTP request, in seconds.
-    #[arg(long, default_value_t = 20, value_name = "SECONDS")]
-    pub timeout: u64,
-    /// Retries of a failed request (429, 5xx, network errors), with exponential backoff.
-    #[arg(long, default_value_t = 5, value_name = "N")]
-    pub retries: u32,
-    /// First retry wait in milliseconds (doubled at each retry).
-    #[arg(long, default_value_t = 1000, hide = true)]
-    pub retry_base_ms: u64,
+impl SummaryArgs {
+    fn options(&self, cache: &Path) -> SummaryOptions {
+        let options = SummaryOptions {
+            output_dir: pipeline::summaries_dir(cache, self.output.clone()),
+            grouping: Grouping {
+                dataset_depth: self.dataset_depth as usize,
+                collapse_prefixes: self.collapse_prefix.clone(),
+                pick: self.pick.clone(),
+                skip: self.skip.clone(),
+            },
+            privacy: Privacy {
+                minimum: self.privacy_minimum,
+                round_to: self.round_to,
+            },
+            region_threshold: self.region_threshold,
+        };
+        if options.privacy.is_exact() {
+            eprintln!(
+                "warning: --privacy-minimum {} --round-to {} writes exact counts: for internal use, do not publish",
+                options.privacy.minimum, options.privacy.round_to
+            );
+        }
+        options
+    }
 }
 
-/// Options of `update regions`.
+/// Options of `run`.
 #[derive(Debug, Args)]
-pub struct RegionsArgs {
-    /// Read the range lists from this directory (github.json, aws.json, gcp.json, vpn.txt) instead
-    /// of downloading them.
-    #[arg(long, value_name = "DIR")]
-    pub ranges_dir: Option<PathBuf>,
-    /// Base URL of ipinfo.
-    #[arg(long, env = ipinfo::URL_ENV, default_value = ipinfo::DEFAULT_URL, value_name = "URL")]
-    pub ipinfo_url: String,
-    /// Keep the raw IPs of resolved requesters (needed by --refresh); off by default, and without
-    /// it any kept IPs are deleted.
+pub struct RunArgs {
+    /// Directories holding S3 access-log files (searched recursively).
+    #[arg(required = true, value_name = "LOG_DIR")]
+    pub log_dirs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub extract: ExtractTuning,
+    #[command(flatten)]
+    pub regions: RegionsTuning,
+    #[command(flatten)]
+    pub geocoder: GeocoderArgs,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    #[command(flatten)]
+    pub summaries: SummaryArgs,
+    /// At the end, publish into this git working tree (see `publish`).
+    #[arg(long, value_name = "REPO_DIR")]
+    pub publish: Option<PathBuf>,
+    /// With --publish, push the commit to the configured remote.
+    #[arg(long, requires = "publish")]
+    pub push: bool,
+    /// When another s3tally holds the cache, wait for it instead of exiting 1.
     #[arg(long)]
-    pub keep_ips: bool,
-    /// Also ask ipinfo again for today's 1/90 of the requesters whose IP is kept (so 90 daily runs
-    /// cover them all); changed labels are logged in regions-refresh.log in the cache.
-    #[arg(long, requires = "keep_ips")]
-    pub refresh: bool,
-    /// Timeout of one HTTP request, in seconds.
-    #[arg(long, default_value_t = 20, value_name = "SECONDS")]
-    pub timeout: u64,
-    /// Retries of a failed request (429, 5xx, network errors), with exponential backoff.
-    #[arg(long, default_value_t = 5, value_name = "N")]
-    pub retries: u32,
-    /// ipinfo requests in flight.
-    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=32))]
-    pub concurrency: u64,
-    /// Addresses per ipinfo request (at most 1000).
-    #[arg(long, default_value_t = 1000, hide = true, value_parser = clap::value_parser!(u64).range(1..=1000))]
-    pub batch_size: u64,
-    /// First retry wait in milliseconds (doubled at each retry).
-    #[arg(long, default_value_t = 1000, hide = true)]
-    pub retry_base_ms: u64,
-    /// Which of the 90 refresh shares to ask for [default: today's].
-    #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(0..90))]
-    pub refresh_partition: Option<u64>,
+    pub wait: bool,
+}
+
+/// Options of `publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The git working tree to publish into.
+    #[arg(value_name = "REPO_DIR")]
+    pub repo: PathBuf,
+    /// The summaries directory to publish [default: <cache>/summaries].
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Copy the files but do not commit.
+    #[arg(long)]
+    pub no_commit: bool,
+    /// Push the commit to the configured remote.
+    #[arg(long, conflicts_with = "no_commit")]
+    pub push: bool,
+}
+
+impl PublishArgs {
+    fn options(&self, summaries_dir: PathBuf) -> PublishOptions {
+        PublishOptions {
+            repo: self.repo.clone(),
+            summaries_dir,
+            content_dir: "content".into(),
+            commit: !self.no_commit,
+            push: self.push,
+        }
+    }
+}
+
+/// `reset` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ResetCommand {
+    /// Delete every extracted request and processed-file record (the logs must then be extracted
+    /// again); requesters, their labels and coordinates stay.
+    Extraction {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// Options of `show`.
@@ -303,15 +528,63 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let config_dir = config::config_dir()?;
     let cache = || config::resolve_cache(cli.cache.clone(), &config_dir);
     match cli.command {
-        Command::Extract(args) => run_extract(&cache()?, &config_dir, args),
-        Command::Update(UpdateCommand::Regions(args)) => run_regions(&cache()?, args),
-        Command::Update(UpdateCommand::Coordinates(args)) => run_coordinates(&cache()?, args),
-        Command::Update(UpdateCommand::Summaries(args)) => run_summaries(&cache()?, args, false),
-        Command::Update(UpdateCommand::Totals(args)) => run_summaries(&cache()?, args, true),
+        Command::Run(args) => run_pipeline(&cache()?, &config_dir, *args),
+        Command::Extract(args) => {
+            let cache = cache()?;
+            let options = args.tuning.options(args.log_dirs)?;
+            let salt = Salt::load(&config_dir)?;
+            let (_lock, stop, mut store) = open_for_writing(&cache, false)?;
+            let report = extract::extract(&mut store, &cache, &salt, &options, &stop)?;
+            print_lines(report.summary());
+            if report.found == 0 {
+                eprintln!(
+                    "extract: no S3 access-log files (named YYYY-MM-DD-hh-mm-ss-UNIQUE) in {}",
+                    options
+                        .log_dirs
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            Ok(report.outcome())
+        }
+        Command::Update(UpdateCommand::Regions(args)) => {
+            let cache = cache()?;
+            let options = args.tuning.options(&args.network)?;
+            let (_lock, stop, mut store) = open_existing_for_writing(&cache)?;
+            let report = regions::update_regions(&mut store, &cache, &options, &stop)?;
+            print_lines(report.summary());
+            Ok(report.outcome())
+        }
+        Command::Update(UpdateCommand::Coordinates(args)) => {
+            let cache = cache()?;
+            let output = pipeline::summaries_dir(&cache, args.output.clone());
+            let options = args.geocoder.options(output, &args.network);
+            let (_lock, stop, mut store) = open_existing_for_writing(&cache)?;
+            let report = coordinates::update_coordinates(&mut store, &options, &stop)?;
+            print_lines(report.summary());
+            Ok(report.outcome())
+        }
+        Command::Update(UpdateCommand::Summaries(args)) => {
+            run_summaries(&cache()?, &args, Stage::Summaries)
+        }
+        Command::Update(UpdateCommand::Totals(args)) => {
+            run_summaries(&cache()?, &args, Stage::Totals)
+        }
+        Command::Publish(args) => {
+            let cache = cache()?;
+            let store = Store::open_existing(&cache)?;
+            let options = args.options(pipeline::summaries_dir(&cache, args.output.clone()));
+            let report = publish::publish(&options, &pipeline::requester_ids(&store)?)?;
+            print_lines(report.summary());
+            Ok(Outcome::Done)
+        }
         Command::Show(args) => {
-            let dir = args
-                .output
-                .unwrap_or_else(|| cache().map(|c| c.join("summaries")).unwrap_or_default());
+            let dir = match args.output {
+                Some(dir) => dir,
+                None => pipeline::summaries_dir(&cache()?, None),
+            };
             print!("{}", show::show(&dir, args.dataset.as_deref())?);
             Ok(Outcome::Done)
         }
@@ -343,22 +616,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
             }
             Ok(Outcome::Done)
         }
-        Command::Bench(BenchCommand::Ranges {
-            prefixes,
-            lookups,
-            seed,
-        }) => {
-            let report = bench::ranges_benchmark(prefixes, lookups, seed);
-            println!(
-                "{} lookups in {} prefixes: {:.3} s, {:.2} million lookups per second ({} matched)",
-                report.lookups,
-                report.prefixes,
-                report.seconds,
-                report.lookups as f64 / report.seconds / 1e6,
-                report.matched
-            );
-            Ok(Outcome::Done)
-        }
+        Command::Reset(ResetCommand::Extraction { yes }) => reset_extraction(&cache()?, yes),
         Command::Config(ConfigCommand::Cache(CacheCommand::Set { dir })) => {
             let dir = std::path::absolute(&dir)?;
             let mut settings = Settings::load(&config_dir)?;
@@ -395,63 +653,115 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
             );
             Ok(Outcome::Done)
         }
+        Command::Bench(BenchCommand::Ranges {
+            prefixes,
+            lookups,
+            seed,
+        }) => {
+            let report = bench::ranges_benchmark(prefixes, lookups, seed);
+            println!(
+                "{} lookups in {} prefixes: {:.3} s, {:.2} million lookups per second ({} matched)",
+                report.lookups,
+                report.prefixes,
+                report.seconds,
+                report.lookups as f64 / report.seconds / 1e6,
+                report.matched
+            );
+            Ok(Outcome::Done)
+        }
     }
 }
 
-fn run_extract(cache: &Path, config_dir: &Path, args: ExtractArgs) -> anyhow::Result<Outcome> {
-    for dir in &args.log_dirs {
-        if !dir.is_dir() {
-            return Err(UsageError(format!(
-                "log directory {} does not exist or is not a directory",
-                dir.display()
-            ))
-            .into());
-        }
-    }
-    if let Some(threads) = args.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build_global()
-            .context("cannot start worker threads")?;
-    }
-    let salt = Salt::load(config_dir)?;
-    let (_lock, stop, mut store) = open_for_writing(cache)?;
-    let options = ExtractOptions {
-        log_dirs: args.log_dirs,
-        exclusion: Exclusion {
-            networks: args.exclude_ip,
-            pattern: args.exclude_ip_regex,
-        },
-        batch_bytes: args.batch_mb * 1_000_000,
-        batch_files: args.batch_files as usize,
-    };
-    let report = extract::extract(&mut store, cache, &salt, &options, &stop)?;
-    for line in report.summary() {
+fn print_lines(lines: Vec<String>) {
+    for line in lines {
         eprintln!("{line}");
     }
-    if report.found == 0 {
-        eprintln!(
-            "extract: no S3 access-log files (named YYYY-MM-DD-hh-mm-ss-UNIQUE) in {}",
-            options
-                .log_dirs
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
+}
+
+fn run_pipeline(cache: &Path, config_dir: &Path, args: RunArgs) -> anyhow::Result<Outcome> {
+    let summaries = args.summaries.options(cache);
+    let options = RunOptions {
+        extract: args.extract.options(args.log_dirs.clone())?,
+        regions: args.regions.options(&args.network)?,
+        coordinates: args
+            .geocoder
+            .options(summaries.output_dir.clone(), &args.network),
+        publish: args.publish.as_ref().map(|repo| PublishOptions {
+            repo: repo.clone(),
+            summaries_dir: summaries.output_dir.clone(),
+            content_dir: "content".into(),
+            commit: true,
+            push: args.push,
+        }),
+        summaries,
+        full: args.summaries.full,
+    };
+    let salt = Salt::load(config_dir)?;
+    let (_lock, stop, mut store) = open_for_writing(cache, args.wait)?;
+    let report = pipeline::run(&mut store, cache, &salt, &options, &stop)?;
+    println!("{}", report.table());
     Ok(report.outcome())
 }
 
-/// Takes the writer lock, installs the signal handlers and opens the store of a cache.
-fn open_for_writing(cache: &Path) -> anyhow::Result<(WriterLock, StopFlag, Store)> {
+fn run_summaries(cache: &Path, args: &SummaryArgs, stage: Stage) -> anyhow::Result<Outcome> {
+    let options = args.options(cache);
+    let (_lock, _stop, store) = open_existing_for_writing(cache)?;
+    let report = summaries::update(&store, &options, stage, args.full)?;
+    print_lines(report.summary(stage.name()));
+    Ok(Outcome::Done)
+}
+
+fn reset_extraction(cache: &Path, yes: bool) -> anyhow::Result<Outcome> {
+    let (_lock, _stop, store) = open_existing_for_writing(cache)?;
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(UsageError(
+                "reset extraction asks for confirmation: run it from a terminal, or add --yes"
+                    .into(),
+            )
+            .into());
+        }
+        let counts = store.counts()?;
+        eprint!(
+            "This deletes the {} requests extracted from {} log files in {}; the logs must then be extracted again. Type yes to go on: ",
+            counts.requests,
+            counts.files,
+            cache.display()
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            eprintln!("reset: nothing deleted");
+            return Ok(Outcome::Done);
+        }
+    }
+    store.reset_extraction()?;
+    eprintln!(
+        "reset: every extracted request and file record deleted from {}",
+        cache.display()
+    );
+    Ok(Outcome::Done)
+}
+
+/// Creates the cache directory, takes the writer lock (waiting for it when asked), installs the
+/// signal handlers and opens the store.
+fn open_for_writing(cache: &Path, wait: bool) -> anyhow::Result<(WriterLock, StopFlag, Store)> {
     std::fs::create_dir_all(cache).with_context(|| {
         format!(
             "cannot create cache directory {} (choose another with --cache or S3TALLY_CACHE)",
             cache.display()
         )
     })?;
-    let lock = WriterLock::acquire(cache)?;
+    let lock = if wait {
+        WriterLock::acquire_waiting(cache, |pid| {
+            eprintln!(
+                "waiting for s3tally PID {pid}, which holds {}",
+                cache.display()
+            )
+        })?
+    } else {
+        WriterLock::acquire(cache)?
+    };
     let stop = StopFlag::from_signals().context("cannot install signal handlers")?;
     let store = Store::open(cache)?;
     Ok((lock, stop, store))
@@ -462,111 +772,7 @@ fn open_existing_for_writing(cache: &Path) -> anyhow::Result<(WriterLock, StopFl
     if !cache.join(crate::store::DB_FILE).exists() {
         return Err(crate::store::StoreError::Missing(cache.to_path_buf()).into());
     }
-    open_for_writing(cache)
-}
-
-fn run_summaries(cache: &Path, args: SummaryArgs, totals: bool) -> anyhow::Result<Outcome> {
-    let (_lock, _stop, store) = open_existing_for_writing(cache)?;
-    let options = SummaryOptions {
-        output_dir: args.output.unwrap_or_else(|| cache.join("summaries")),
-        grouping: Grouping {
-            dataset_depth: args.dataset_depth as usize,
-            collapse_prefixes: args.collapse_prefix,
-            pick: args.pick,
-            skip: args.skip,
-        },
-        privacy: Privacy {
-            minimum: args.privacy_minimum,
-            round_to: args.round_to,
-        },
-        region_threshold: args.region_threshold,
-    };
-    let stage = if totals { "totals" } else { "summaries" };
-    if options.privacy.is_exact() {
-        eprintln!(
-            "warning: {stage}: --privacy-minimum {} --round-to {} writes exact counts: for internal use, do not publish",
-            options.privacy.minimum, options.privacy.round_to
-        );
-    }
-    // nothing extracted or labelled since the last run with the same options: nothing to do
-    let state = format!("{}|{options:?}", store.data_version()?);
-    if !args.full
-        && options.output_dir.is_dir()
-        && store.stage_state(stage)?.as_deref() == Some(state.as_str())
-    {
-        eprintln!("{stage}: nothing new since the last run (--full recomputes anyway)");
-        return Ok(Outcome::Done);
-    }
-    let tallies = summaries::tally(&store, &options.grouping)?;
-    let report = if totals {
-        summaries::write_totals(&tallies, &options)?
-    } else {
-        summaries::write_summaries(&tallies, &options)?
-    };
-    store.set_stage_state(stage, &state)?;
-    for line in report.summary(stage) {
-        eprintln!("{line}");
-    }
-    Ok(Outcome::Done)
-}
-
-fn run_coordinates(cache: &Path, args: CoordinatesArgs) -> anyhow::Result<Outcome> {
-    let (_lock, stop, mut store) = open_existing_for_writing(cache)?;
-    let options = CoordinatesOptions {
-        output_dir: args.output.unwrap_or_else(|| cache.join("summaries")),
-        opencage_url: args.opencage_url,
-        opencage_key: std::env::var(opencage::KEY_ENV).ok(),
-        timeout: Duration::from_secs(args.timeout.max(1)),
-        policy: RetryPolicy {
-            retries: args.retries,
-            base: Duration::from_millis(args.retry_base_ms),
-            ..RetryPolicy::default()
-        },
-    };
-    let report = coordinates::update_coordinates(&mut store, &options, &stop)?;
-    for line in report.summary() {
-        eprintln!("{line}");
-    }
-    Ok(report.outcome())
-}
-
-fn run_regions(cache: &Path, args: RegionsArgs) -> anyhow::Result<Outcome> {
-    if let Some(dir) = &args.ranges_dir
-        && !dir.is_dir()
-    {
-        return Err(UsageError(format!(
-            "ranges directory {} does not exist or is not a directory",
-            dir.display()
-        ))
-        .into());
-    }
-    let (_lock, stop, mut store) = open_existing_for_writing(cache)?;
-    let options = RegionsOptions {
-        ranges_dir: args.ranges_dir,
-        range_urls: Service::ALL.map(|service| {
-            std::env::var(service.url_env()).unwrap_or_else(|_| service.default_url().to_owned())
-        }),
-        ipinfo_url: args.ipinfo_url,
-        ipinfo_key: std::env::var(ipinfo::KEY_ENV).ok(),
-        batch_size: args.batch_size as usize,
-        concurrency: args.concurrency as usize,
-        timeout: Duration::from_secs(args.timeout.max(1)),
-        policy: RetryPolicy {
-            retries: args.retries,
-            base: Duration::from_millis(args.retry_base_ms),
-            ..RetryPolicy::default()
-        },
-        keep_ips: args.keep_ips,
-        refresh_partition: args.refresh.then(|| {
-            args.refresh_partition
-                .unwrap_or_else(regions::todays_partition)
-        }),
-    };
-    let report = regions::update_regions(&mut store, cache, &options, &stop)?;
-    for line in report.summary() {
-        eprintln!("{line}");
-    }
-    Ok(report.outcome())
+    open_for_writing(cache, false)
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {

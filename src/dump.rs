@@ -17,11 +17,7 @@ pub fn dump(store: &Store, only: Option<&[u8]>, out: &mut impl Write) -> anyhow:
     let requester_ids: rustc_hash::FxHashMap<u64, String> = store
         .requester_indexes()?
         .into_iter()
-        .map(|(id, index)| {
-            let mut text = hex::encode(index);
-            text.truncate(REQUESTER_ID_DIGITS);
-            (id, text)
-        })
+        .map(|(id, index)| (id, requester_id(&index)))
         .collect();
     writeln!(out, "{HEADER}")?;
     let mut rows = 0;
@@ -58,6 +54,13 @@ pub fn dump(store: &Store, only: Option<&[u8]>, out: &mut impl Write) -> anyhow:
     })?;
     flush(&current_key, &mut requests)?;
     Ok(rows)
+}
+
+/// A requester's opaque id: the first 16 hex digits of its salted index.
+pub fn requester_id(index: &[u8]) -> String {
+    let mut text = hex::encode(index);
+    text.truncate(REQUESTER_ID_DIGITS);
+    text
 }
 
 /// RFC 3339 UTC with seconds, like `2020-01-01T05:06:35Z`.

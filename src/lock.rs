@@ -96,6 +96,25 @@ impl WriterLock {
     }
 }
 
+impl WriterLock {
+    /// Takes the lock, waiting as long as another process holds it; `on_wait` is told its PID
+    /// once.
+    pub fn acquire_waiting(dir: &Path, on_wait: impl FnOnce(&str)) -> Result<Self, LockError> {
+        let mut on_wait = Some(on_wait);
+        loop {
+            match Self::acquire(dir) {
+                Err(LockError::Busy { pid, .. }) => {
+                    if let Some(tell) = on_wait.take() {
+                        tell(&pid);
+                    }
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
 /// What `stop` found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum StopOutcome {

@@ -497,7 +497,7 @@ async fn refresh(
     let requesters: Vec<(i64, String)> = due.iter().map(|(id, _, ip)| (*id, ip.clone())).collect();
     let opaque: HashMap<i64, String> = due
         .iter()
-        .map(|(id, index, _)| (*id, hex::encode(&index[..8.min(index.len())])))
+        .map(|(id, index, _)| (*id, crate::dump::requester_id(index)))
         .collect();
     let for_ipinfo = label_locally(
         store,

@@ -534,6 +534,20 @@ impl Store {
             .map_err(|e| self.error(e))
     }
 
+    /// Deletes every extracted request and processed-file record, in one transaction;
+    /// requesters, their labels and coordinates stay.
+    pub fn reset_extraction(&self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch(
+                "BEGIN;
+                 DELETE FROM bins; DELETE FROM objects; DELETE FROM files; DELETE FROM rejects;
+                 DELETE FROM meta WHERE key IN ('batches', 'objects') OR key LIKE 'state:%';
+                 COMMIT;",
+            )
+            .map_err(|e| self.error(e))?;
+        self.checkpoint()
+    }
+
     /// Every requester: store id, region label (`None`: not resolved yet).
     pub fn requester_regions(&self) -> Result<Vec<(u64, Option<String>)>, StoreError> {
         let mut statement = self

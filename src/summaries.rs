@@ -372,6 +372,8 @@ pub struct SummaryOptions {
 /// What a summaries or totals run wrote.
 #[derive(Debug, Default)]
 pub struct SummaryReport {
+    /// Nothing was extracted or labelled since the last run with the same options: nothing done.
+    pub nothing_new: bool,
     /// Datasets summarized.
     pub datasets: u64,
     /// Files written (content changed).
@@ -385,6 +387,11 @@ pub struct SummaryReport {
 impl SummaryReport {
     /// A short human summary, one item per line.
     pub fn summary(&self, stage: &str) -> Vec<String> {
+        if self.nothing_new {
+            return vec![format!(
+                "{stage}: nothing new since the last run (--full recomputes anyway)"
+            )];
+        }
         let mut lines = vec![format!(
             "{stage}: {} datasets, {} files written, {} unchanged",
             self.datasets,
@@ -613,6 +620,53 @@ pub fn write_totals(tallies: &Tallies, options: &SummaryOptions) -> anyhow::Resu
         options.output_dir.join(ARCHIVE_TOTALS_FILE),
         &json(&totals(&tallies.archive, &options.privacy, &known))?,
     )?;
+    Ok(report)
+}
+
+/// Which files a run writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The TSV summaries.
+    Summaries,
+    /// The JSON totals.
+    Totals,
+}
+
+impl Stage {
+    /// Its name in messages and in the store.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Summaries => "summaries",
+            Stage::Totals => "totals",
+        }
+    }
+}
+
+/// Runs the summaries or the totals stage: nothing when nothing was extracted or labelled since
+/// the last run with the same options (unless `full`), else every figure recomputed exactly and
+/// the files whose content changed rewritten.
+pub fn update(
+    store: &Store,
+    options: &SummaryOptions,
+    stage: Stage,
+    full: bool,
+) -> anyhow::Result<SummaryReport> {
+    let state = format!("{}|{options:?}", store.data_version()?);
+    if !full
+        && options.output_dir.is_dir()
+        && store.stage_state(stage.name())?.as_deref() == Some(state.as_str())
+    {
+        return Ok(SummaryReport {
+            nothing_new: true,
+            ..SummaryReport::default()
+        });
+    }
+    let tallies = tally(store, &options.grouping)?;
+    let report = match stage {
+        Stage::Summaries => write_summaries(&tallies, options)?,
+        Stage::Totals => write_totals(&tallies, options)?,
+    };
+    store.set_stage_state(stage.name(), &state)?;
     Ok(report)
 }
 
