@@ -22,6 +22,7 @@ use crate::ranges::Service;
 use crate::regions::{self, RegionsOptions};
 use crate::store::Store;
 use crate::summaries::{self, Grouping, Privacy, Stage, SummaryOptions};
+use crate::validate::{self, Check, ValidateOptions};
 use crate::{Outcome, bench, dump, ipinfo, opencage, show, status};
 
 /// Turn raw AWS S3 server access logs into anonymized, publishable usage statistics.
@@ -62,6 +63,15 @@ pub enum Command {
     /// Run a later stage of the pipeline on what was extracted.
     #[command(subcommand)]
     Update(UpdateCommand),
+    /// Check, on raw log files, the assumptions the fast parser makes; report each line where one
+    /// does not hold as `file:line: check: what is wrong` (IPs masked), then a table.
+    ///
+    /// Checks: request-line (one place ends the request URI), status (the fast parser and a strict
+    /// parse from the end of the line agree), remote-ip, timestamp (parses, within a day of the
+    /// file name's time), downloads (a 200 sends the whole object), fields (18 to 27). Files
+    /// validated before by the same version of a check are skipped. Exit 0 when no violation, 1
+    /// otherwise.
+    Validate(ValidateArgs),
     /// Copy the summaries, totals and coordinates into a git working tree and commit the change.
     ///
     /// Layout: content/summaries/<dataset>/*.tsv, content/summaries/archive/*.tsv,
@@ -88,15 +98,42 @@ pub enum Command {
     Bench(BenchCommand),
 }
 
-/// How extraction reads and batches (shared by `extract` and `run`).
+/// Requesters to leave out (shared by `extract`, `run` and `validate`).
 #[derive(Debug, Args, Clone)]
-pub struct ExtractTuning {
+pub struct ExclusionArgs {
     /// Leave out requests from this IP address or CIDR range (repeatable), e.g. the archive's own servers.
     #[arg(long, value_name = "IP|CIDR", value_parser = extract::parse_ip_or_network)]
     pub exclude_ip: Vec<IpNet>,
     /// Leave out requests whose remote IP (as written in the log) matches this regular expression.
     #[arg(long, value_name = "REGEX")]
     pub exclude_ip_regex: Option<regex::Regex>,
+}
+
+impl ExclusionArgs {
+    fn exclusion(&self) -> Exclusion {
+        Exclusion {
+            networks: self.exclude_ip.clone(),
+            pattern: self.exclude_ip_regex.clone(),
+        }
+    }
+}
+
+/// Checks that every log directory exists.
+fn check_log_dirs(log_dirs: &[PathBuf]) -> Result<(), UsageError> {
+    match log_dirs.iter().find(|dir| !dir.is_dir()) {
+        Some(dir) => Err(UsageError(format!(
+            "log directory {} does not exist or is not a directory",
+            dir.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// How extraction reads and batches (shared by `extract` and `run`).
+#[derive(Debug, Args, Clone)]
+pub struct ExtractTuning {
+    #[command(flatten)]
+    pub exclusion: ExclusionArgs,
     /// Commit a batch once it holds this many MB of log files.
     #[arg(long, default_value_t = 256, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_mb: u64,
@@ -111,15 +148,7 @@ pub struct ExtractTuning {
 impl ExtractTuning {
     /// The extract stage's options for these log directories (which must exist).
     fn options(&self, log_dirs: Vec<PathBuf>) -> anyhow::Result<ExtractOptions> {
-        for dir in &log_dirs {
-            if !dir.is_dir() {
-                return Err(UsageError(format!(
-                    "log directory {} does not exist or is not a directory",
-                    dir.display()
-                ))
-                .into());
-            }
-        }
+        check_log_dirs(&log_dirs)?;
         if let Some(threads) = self.threads {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -128,10 +157,7 @@ impl ExtractTuning {
         }
         Ok(ExtractOptions {
             log_dirs,
-            exclusion: Exclusion {
-                networks: self.exclude_ip.clone(),
-                pattern: self.exclude_ip_regex.clone(),
-            },
+            exclusion: self.exclusion.exclusion(),
             batch_bytes: self.batch_mb * 1_000_000,
             batch_files: self.batch_files as usize,
         })
@@ -397,6 +423,22 @@ pub struct RunArgs {
     pub wait: bool,
 }
 
+/// Options of `validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Directories holding S3 access-log files (searched recursively).
+    #[arg(required = true, value_name = "LOG_DIR")]
+    pub log_dirs: Vec<PathBuf>,
+    /// Run only this check (repeatable) [default: all].
+    #[arg(long = "check", value_name = "NAME", value_parser = Check::from_name)]
+    pub checks: Vec<Check>,
+    /// Validate a random sample of N files not validated yet.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    #[command(flatten)]
+    pub exclusion: ExclusionArgs,
+}
+
 /// Options of `publish`.
 #[derive(Debug, Args)]
 pub struct PublishArgs {
@@ -571,6 +613,40 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         }
         Command::Update(UpdateCommand::Totals(args)) => {
             run_summaries(&cache()?, &args, Stage::Totals)
+        }
+        Command::Validate(args) => {
+            let cache = cache()?;
+            check_log_dirs(&args.log_dirs)?;
+            let options = ValidateOptions {
+                log_dirs: args.log_dirs,
+                checks: args.checks,
+                exclusion: args.exclusion.exclusion(),
+                limit: args.limit,
+            };
+            let (_lock, stop, mut store) = open_for_writing(&cache, false)?;
+            let report = validate::validate(&mut store, &options, &stop)?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            for violation in &report.violations {
+                writeln!(out, "{violation}").or_else(ignore_broken_pipe)?;
+            }
+            writeln!(out, "{}", report.table()).or_else(ignore_broken_pipe)?;
+            writeln!(
+                out,
+                "validate: {} files validated, {} already validated, {} violations",
+                report.validated,
+                report.skipped,
+                report.violations.len()
+            )
+            .or_else(ignore_broken_pipe)?;
+            for failed in &report.failed {
+                eprintln!(
+                    "error: cannot read {}: {}",
+                    failed.path.display(),
+                    failed.error
+                );
+            }
+            Ok(report.outcome())
         }
         Command::Publish(args) => {
             let cache = cache()?;

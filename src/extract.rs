@@ -45,7 +45,8 @@ pub struct Exclusion {
 }
 
 impl Exclusion {
-    fn excludes(&self, raw: &str, ip: Option<IpAddr>) -> bool {
+    /// Whether a requester (its IP as written, and parsed) is left out.
+    pub fn excludes(&self, raw: &str, ip: Option<IpAddr>) -> bool {
         ip.is_some_and(|ip| self.networks.iter().any(|net| net.contains(&ip)))
             || self.pattern.as_ref().is_some_and(|re| re.is_match(raw))
     }
@@ -261,7 +262,7 @@ fn invert(interned: FxHashMap<&[u8], u32>) -> Vec<Vec<u8>> {
 
 /// A rejected line as it may be shown: valid UTF-8, IPs masked, shortened. The remote IP field
 /// (the one after the time) is masked whatever it holds, even a truncated address.
-fn excerpt(line: &[u8]) -> String {
+pub fn excerpt(line: &[u8]) -> String {
     let text = String::from_utf8_lossy(line);
     let text = text.trim_end_matches('\r');
     let short: String = text.chars().take(EXCERPT_CHARS).collect();

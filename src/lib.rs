@@ -29,6 +29,7 @@ pub mod show;
 pub mod status;
 pub mod store;
 pub mod summaries;
+pub mod validate;
 
 /// How a command ended, and so the process's exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -63,39 +63,56 @@ pub enum Reject {
     BadBytesSent,
 }
 
-/// Reads one line (without its line ending; a trailing `\r` is ignored).
-pub fn parse_line(line: &[u8]) -> Line<'_> {
+/// The fields of a `REST.GET.OBJECT` line as the fast parser finds them, before any is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GetFields<'a> {
+    /// The time field, without its brackets.
+    pub time: &'a [u8],
+    /// The remote IP as written.
+    pub remote_ip: &'a [u8],
+    /// The object key as written.
+    pub key: &'a [u8],
+    /// The fields after the request URI.
+    pub after_uri: AfterUri<'a>,
+}
+
+/// Finds the fields of a GET line: `Ok(None)` for a blank line or another operation.
+pub fn get_fields(line: &[u8]) -> Result<Option<GetFields<'_>>, Reject> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut cursor = Cursor { line, pos: 0 };
     if cursor.at_end() {
-        return Line::Skipped;
+        return Ok(None);
     }
     // bucket owner, bucket
-    if cursor.token().is_none() || cursor.token().is_none() {
-        return Line::Rejected(Reject::TooShort);
-    }
-    let Some(time) = cursor.bracketed() else {
-        return Line::Rejected(Reject::TooShort);
-    };
-    let Some(remote_ip) = cursor.token() else {
-        return Line::Rejected(Reject::TooShort);
-    };
+    cursor.token().ok_or(Reject::TooShort)?;
+    cursor.token().ok_or(Reject::TooShort)?;
+    let time = cursor.bracketed().ok_or(Reject::TooShort)?;
+    let remote_ip = cursor.token().ok_or(Reject::TooShort)?;
     // requester, request id
-    if cursor.token().is_none() || cursor.token().is_none() {
-        return Line::Rejected(Reject::TooShort);
-    }
-    let Some(operation) = cursor.token() else {
-        return Line::Rejected(Reject::TooShort);
-    };
+    cursor.token().ok_or(Reject::TooShort)?;
+    cursor.token().ok_or(Reject::TooShort)?;
+    let operation = cursor.token().ok_or(Reject::TooShort)?;
     if operation != GET_OBJECT {
-        return Line::Skipped;
+        return Ok(None);
     }
-    let Some(key) = cursor.token() else {
-        return Line::Rejected(Reject::NoKey);
+    let key = cursor.token().ok_or(Reject::NoKey)?;
+    let after_uri = find_request_end(line, cursor.pos).ok_or(Reject::NoRequestEnd)?;
+    Ok(Some(GetFields {
+        time,
+        remote_ip,
+        key,
+        after_uri,
+    }))
+}
+
+/// Reads one line (without its line ending; a trailing `\r` is ignored).
+pub fn parse_line(line: &[u8]) -> Line<'_> {
+    let fields = match get_fields(line) {
+        Ok(Some(fields)) => fields,
+        Ok(None) => return Line::Skipped,
+        Err(reject) => return Line::Rejected(reject),
     };
-    let Some(after_uri) = find_request_end(line, cursor.pos) else {
-        return Line::Rejected(Reject::NoRequestEnd);
-    };
+    let after_uri = fields.after_uri;
     if after_uri.status / 100 != 2 {
         return Line::Skipped;
     }
@@ -103,13 +120,13 @@ pub fn parse_line(line: &[u8]) -> Line<'_> {
     else {
         return Line::Rejected(Reject::BadBytesSent);
     };
-    let Some(time) = parse_time(time) else {
+    let Some(time) = parse_time(fields.time) else {
         return Line::Rejected(Reject::BadTime);
     };
     Line::Get(GetRequest {
         time,
-        remote_ip,
-        key,
+        remote_ip: fields.remote_ip,
+        key: fields.key,
         status: after_uri.status,
         bytes_sent,
     })
@@ -157,15 +174,21 @@ impl<'a> Cursor<'a> {
 }
 
 /// The fields right after the request URI.
-#[derive(Debug, PartialEq, Eq)]
-struct AfterUri<'a> {
-    status: u16,
-    bytes_sent: &'a [u8],
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AfterUri<'a> {
+    /// The HTTP status.
+    pub status: u16,
+    /// Bytes sent as written (a number or `-`).
+    pub bytes_sent: &'a [u8],
+    /// Object size as written (a number or `-`).
+    pub object_size: &'a [u8],
+    /// Where the referrer's opening quote is.
+    pub referrer_start: usize,
 }
 
 /// Finds the end of the request URI starting at `from` (just after the key) and reads the status
 /// and bytes sent. The URI is normally quoted; an unquoted URI (`-`) is one token.
-fn find_request_end(line: &[u8], from: usize) -> Option<AfterUri<'_>> {
+pub fn find_request_end(line: &[u8], from: usize) -> Option<AfterUri<'_>> {
     let mut cursor = Cursor { line, pos: from };
     if cursor.at_end() {
         return None;
@@ -193,12 +216,8 @@ fn fields_after_uri(line: &[u8], pos: usize) -> Option<AfterUri<'_>> {
     }
     let _error_code = cursor.token()?;
     let bytes_sent = cursor.token()?;
-    for field in [
-        bytes_sent,
-        cursor.token()?,
-        cursor.token()?,
-        cursor.token()?,
-    ] {
+    let object_size = cursor.token()?;
+    for field in [bytes_sent, object_size, cursor.token()?, cursor.token()?] {
         if field != b"-" && !field.iter().all(u8::is_ascii_digit) {
             return None;
         }
@@ -209,11 +228,16 @@ fn fields_after_uri(line: &[u8], pos: usize) -> Option<AfterUri<'_>> {
     let status = status
         .iter()
         .fold(0u16, |acc, digit| acc * 10 + u16::from(digit - b'0'));
-    Some(AfterUri { status, bytes_sent })
+    Some(AfterUri {
+        status,
+        bytes_sent,
+        object_size,
+        referrer_start: cursor.pos,
+    })
 }
 
 /// `-` is 0; otherwise a decimal number that fits in a u64.
-fn parse_count(field: &[u8]) -> Option<u64> {
+pub fn parse_count(field: &[u8]) -> Option<u64> {
     if field == b"-" {
         return Some(0);
     }

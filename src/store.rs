@@ -29,6 +29,9 @@ CREATE TABLE IF NOT EXISTS bins(
 CREATE TABLE IF NOT EXISTS files(
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, gzip INTEGER NOT NULL, lines INTEGER NOT NULL, requests INTEGER NOT NULL,
     excluded INTEGER NOT NULL, rejected INTEGER NOT NULL, extracted_at INTEGER NOT NULL) WITHOUT ROWID;
+-- which version of which validation check ran on which log file
+CREATE TABLE IF NOT EXISTS validated(path TEXT NOT NULL, check_name TEXT NOT NULL, version INTEGER NOT NULL,
+    violations INTEGER NOT NULL, PRIMARY KEY(path, check_name)) WITHOUT ROWID;
 -- every geocoder answer, found or not, so that a label is asked once, ever
 CREATE TABLE IF NOT EXISTS coordinates(label TEXT PRIMARY KEY, latitude REAL, longitude REAL, asked_at INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rejects(
@@ -546,6 +549,51 @@ impl Store {
             )
             .map_err(|e| self.error(e))?;
         self.checkpoint()
+    }
+
+    /// The validation checks already run: log file path to check name to version.
+    pub fn validated(&self) -> Result<HashMap<String, HashMap<String, u32>>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT path, check_name, version FROM validated")
+            .map_err(|e| self.error(e))?;
+        let mut rows = statement.query([]).map_err(|e| self.error(e))?;
+        let mut done: HashMap<String, HashMap<String, u32>> = HashMap::new();
+        while let Some(row) = rows.next().map_err(|e| self.error(e))? {
+            let (path, check, version): (String, String, u32) = (
+                row.get(0).map_err(|e| self.error(e))?,
+                row.get(1).map_err(|e| self.error(e))?,
+                row.get(2).map_err(|e| self.error(e))?,
+            );
+            done.entry(path).or_default().insert(check, version);
+        }
+        Ok(done)
+    }
+
+    /// Records checks run on log files (path, check, version, violations), in one transaction.
+    pub fn record_validation(
+        &mut self,
+        records: &[(String, &str, u32, u64)],
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let error = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(error)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO validated(path, check_name, version, violations) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(error)?;
+            for (file, check, version, violations) in records {
+                insert
+                    .execute(params![file, check, version, *violations as i64])
+                    .map_err(error)?;
+            }
+        }
+        tx.commit().map_err(error)
     }
 
     /// Every requester: store id, region label (`None`: not resolved yet).
