@@ -73,14 +73,11 @@ impl Settings {
             path: path.clone(),
             source,
         };
-        fs::create_dir_all(config_dir).map_err(io)?;
         let text = toml::to_string(self).map_err(|error| ConfigError::Parse {
             path: path.clone(),
             message: error.to_string(),
         })?;
-        let temporary = path.with_extension("toml.tmp");
-        fs::write(&temporary, text).map_err(io)?;
-        fs::rename(&temporary, &path).map_err(io)
+        crate::output::write_atomically(&path, text.as_bytes()).map_err(io)
     }
 }
 

@@ -105,11 +105,7 @@ pub struct CoordinatesReport {
 impl CoordinatesReport {
     /// Done, or stopped early (resumable).
     pub fn outcome(&self) -> Outcome {
-        if self.stopped.is_some() {
-            Outcome::Stopped
-        } else {
-            Outcome::Done
-        }
+        Outcome::stopped_if(self.stopped.is_some())
     }
 
     /// A short human summary, one item per line.

@@ -81,6 +81,16 @@ pub struct FailedFile {
     pub error: String,
 }
 
+impl FailedFile {
+    /// Failed files from (path, error) pairs.
+    pub fn all(unreadable: Vec<(PathBuf, String)>) -> Vec<FailedFile> {
+        unreadable
+            .into_iter()
+            .map(|(path, error)| FailedFile { path, error })
+            .collect()
+    }
+}
+
 /// What the extract stage did.
 #[derive(Debug, Default)]
 pub struct ExtractReport {
@@ -293,30 +303,23 @@ fn plan(
     report: &mut ExtractReport,
 ) -> anyhow::Result<Plan> {
     let processed = store.processed_files()?;
+    let found = logfiles::discover_all(&options.log_dirs)?;
+    report.ignored = found.ignored;
+    report.found = found.files.len() as u64;
+    report.failed = FailedFile::all(found.unreadable);
     let mut seen = std::collections::HashSet::new();
     let mut files = Vec::new();
-    for dir in &options.log_dirs {
-        let found = logfiles::discover(dir)?;
-        report.ignored += found.ignored;
-        report.found += found.files.len() as u64;
-        report.failed.extend(
-            found
-                .unreadable
-                .into_iter()
-                .map(|(path, error)| FailedFile { path, error }),
-        );
-        for file in found.files {
-            if !seen.insert(file.identity().to_owned()) {
+    for file in found.files {
+        if !seen.insert(file.identity().to_owned()) {
+            report.already_extracted += 1;
+            continue;
+        }
+        match processed.get(file.identity()) {
+            None => files.push(file),
+            Some(&(size, gzip)) if size == file.size || gzip != file.is_gzip() => {
                 report.already_extracted += 1;
-                continue;
             }
-            match processed.get(file.identity()) {
-                None => files.push(file),
-                Some(&(size, gzip)) if size == file.size || gzip != file.is_gzip() => {
-                    report.already_extracted += 1;
-                }
-                Some(_) => report.changed.push(file.relative.clone()),
-            }
+            Some(_) => report.changed.push(file.relative.clone()),
         }
     }
     let bytes = files.iter().map(|file| file.size).sum();

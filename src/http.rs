@@ -145,6 +145,47 @@ where
     })
 }
 
+/// A response read whole.
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// `Retry-After`, if any.
+    pub wait: Option<Duration>,
+    /// The body.
+    pub body: String,
+}
+
+impl Answer {
+    /// The body as JSON; an unreadable body is worth a retry (a proxy's error page, a cut answer).
+    pub fn json<T, E>(&self) -> Result<serde_json::Value, Attempt<T, E>> {
+        serde_json::from_str(&self.body).map_err(|error| Attempt::Retry {
+            why: format!("unreadable answer: {error}"),
+            wait: None,
+        })
+    }
+
+    /// The answer to a status worth retrying (429, 5xx), as an attempt.
+    pub fn retry<T, E>(&self) -> Attempt<T, E> {
+        Attempt::Retry {
+            why: format!("HTTP {}", self.status),
+            wait: self.wait,
+        }
+    }
+}
+
+/// Sends a request and reads the whole answer; a network failure is worth a retry.
+pub async fn send<T, E>(request: reqwest::RequestBuilder) -> Result<Answer, Attempt<T, E>> {
+    let response = request.send().await.map_err(|error| Attempt::Retry {
+        why: describe(&error),
+        wait: None,
+    })?;
+    let status = response.status().as_u16();
+    let wait = retry_after(&response);
+    let body = response.text().await.unwrap_or_default();
+    Ok(Answer { status, wait, body })
+}
+
 /// A short description of a network error (no URL: it may hold a key).
 pub fn describe(error: &reqwest::Error) -> String {
     if error.is_timeout() {

@@ -70,49 +70,30 @@ impl Ipinfo {
         stop: &StopFlag,
     ) -> Result<HashMap<String, String>, IpinfoError> {
         let attempt = || async {
-            let response = match self
-                .http
-                .post(&self.url)
-                .bearer_auth(&self.token)
-                .json(ips)
-                .send()
-                .await
-            {
-                Ok(response) => response,
-                Err(error) => {
-                    return Attempt::Retry {
-                        why: http::describe(&error),
-                        wait: None,
-                    };
-                }
+            let request = self.http.post(&self.url).bearer_auth(&self.token).json(ips);
+            let answer = match http::send(request).await {
+                Ok(answer) => answer,
+                Err(retry) => return retry,
             };
-            let status = response.status().as_u16();
-            let wait = http::retry_after(&response);
-            let body = response.text().await.unwrap_or_default();
+            let (status, body) = (answer.status, &answer.body);
             match status {
-                200 => match serde_json::from_str::<serde_json::Value>(&body) {
-                    Ok(answer) => Attempt::Done(labels(ips, &answer)),
-                    Err(error) => Attempt::Retry {
-                        why: format!("unreadable answer: {error}"),
-                        wait: None,
-                    },
+                200 => match answer.json() {
+                    Ok(json) => Attempt::Done(labels(ips, &json)),
+                    Err(retry) => retry,
                 },
                 401 | 403 => Attempt::Fail(IpinfoError::Rejected(status)),
                 402 => Attempt::Fail(IpinfoError::Quota {
                     status,
-                    message: message(&body),
+                    message: message(body),
                 }),
-                429 if is_quota(&body) => Attempt::Fail(IpinfoError::Quota {
+                429 if is_quota(body) => Attempt::Fail(IpinfoError::Quota {
                     status,
-                    message: message(&body),
+                    message: message(body),
                 }),
-                429 | 500..=599 => Attempt::Retry {
-                    why: format!("HTTP {status}"),
-                    wait,
-                },
+                429 | 500..=599 => answer.retry(),
                 _ => Attempt::Fail(IpinfoError::GaveUp {
                     attempts: 1,
-                    last: format!("HTTP {status}: {}", message(&body)),
+                    last: format!("HTTP {status}: {}", message(body)),
                 }),
             }
         };

@@ -43,6 +43,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Stopped early when `stopped`, else done.
+    pub fn stopped_if(stopped: bool) -> Outcome {
+        if stopped {
+            Outcome::Stopped
+        } else {
+            Outcome::Done
+        }
+    }
+
     /// The exit code: 0 done, 1 failed, 3 stopped early (2 is bad usage, decided by the CLI parser).
     pub fn exit_code(self) -> u8 {
         match self {

@@ -124,6 +124,18 @@ pub fn discover(root: &Path) -> Result<Discovery, DiscoverError> {
     Ok(found)
 }
 
+/// Finds every log file under each directory, in order; the files of each directory sorted.
+pub fn discover_all(roots: &[PathBuf]) -> Result<Discovery, DiscoverError> {
+    let mut all = Discovery::default();
+    for root in roots {
+        let found = discover(root)?;
+        all.files.extend(found.files);
+        all.ignored += found.ignored;
+        all.unreadable.extend(found.unreadable);
+    }
+    Ok(all)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

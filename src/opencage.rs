@@ -85,32 +85,19 @@ impl OpenCage {
                 ("limit", "1"),
                 ("no_annotations", "1"),
             ]);
-            let response = match request.send().await {
-                Ok(response) => response,
-                Err(error) => {
-                    return Attempt::Retry {
-                        why: http::describe(&error),
-                        wait: None,
-                    };
-                }
+            let answer = match http::send(request).await {
+                Ok(answer) => answer,
+                Err(retry) => return retry,
             };
-            let status = response.status().as_u16();
-            let wait = http::retry_after(&response);
-            let body = response.text().await.unwrap_or_default();
+            let status = answer.status;
             match status {
-                200 => match serde_json::from_str::<serde_json::Value>(&body) {
-                    Ok(answer) => Attempt::Done(best_place(&answer)),
-                    Err(error) => Attempt::Retry {
-                        why: format!("unreadable answer: {error}"),
-                        wait: None,
-                    },
+                200 => match answer.json() {
+                    Ok(json) => Attempt::Done(best_place(&json)),
+                    Err(retry) => retry,
                 },
                 401 | 403 => Attempt::Fail(GeocodeError::Rejected(status)),
                 402 => Attempt::Fail(GeocodeError::Quota),
-                408 | 429 | 500..=599 => Attempt::Retry {
-                    why: format!("HTTP {status}"),
-                    wait,
-                },
+                408 | 429 | 500..=599 => answer.retry(),
                 _ => Attempt::Fail(GeocodeError::GaveUp {
                     attempts: 1,
                     last: format!("HTTP {status}"),

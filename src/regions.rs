@@ -85,11 +85,7 @@ pub struct RegionsReport {
 impl RegionsReport {
     /// Done, or stopped early (resumable).
     pub fn outcome(&self) -> Outcome {
-        if self.stopped.is_some() {
-            Outcome::Stopped
-        } else {
-            Outcome::Done
-        }
+        Outcome::stopped_if(self.stopped.is_some())
     }
 
     /// A short human summary, one item per line.

@@ -670,17 +670,17 @@ impl Batch<'_> {
         }
     }
 
+    /// The id found by `sql` (one `?1` parameter), if any.
+    fn find_id(&self, sql: &str, value: &[u8]) -> Result<Option<i64>, StoreError> {
+        self.tx
+            .prepare_cached(sql)
+            .and_then(|mut select| select.query_row([value], |row| row.get(0)).optional())
+            .map_err(|e| self.error(e))
+    }
+
     /// The id of an object key, adding the object if it is new.
     pub fn object_id(&mut self, key: &[u8]) -> Result<i64, StoreError> {
-        let mut select = self
-            .tx
-            .prepare_cached("SELECT id FROM objects WHERE key = ?1")
-            .map_err(|e| self.error(e))?;
-        if let Some(id) = select
-            .query_row([key], |row| row.get(0))
-            .optional()
-            .map_err(|e| self.error(e))?
-        {
+        if let Some(id) = self.find_id("SELECT id FROM objects WHERE key = ?1", key)? {
             return Ok(id);
         }
         let id = self.next_object_id;
@@ -694,15 +694,10 @@ impl Batch<'_> {
 
     /// The id of a requester, adding it with its raw IP to the pending-lookup list if it is new.
     pub fn requester_id(&self, index: &[u8], ip: &str) -> Result<i64, StoreError> {
-        let mut select = self
-            .tx
-            .prepare_cached("SELECT id FROM requesters WHERE requester_index = ?1")
-            .map_err(|e| self.error(e))?;
-        if let Some(id) = select
-            .query_row([index], |row| row.get(0))
-            .optional()
-            .map_err(|e| self.error(e))?
-        {
+        if let Some(id) = self.find_id(
+            "SELECT id FROM requesters WHERE requester_index = ?1",
+            index,
+        )? {
             return Ok(id);
         }
         self.tx

@@ -507,48 +507,46 @@ pub fn write_summaries(
         datasets: tallies.datasets.len() as u64,
         ..SummaryReport::default()
     };
-    let privacy = &options.privacy;
-    let dir = &options.output_dir;
     for (name, tally) in &tallies.datasets {
-        let base = dir.join(name);
-        report.write(
-            base.join("by_day.tsv"),
-            &table("date", &tally.by_day, privacy, date),
-        )?;
-        report.write(
-            base.join("by_asset.tsv"),
-            &table("asset_path", &tally.by_asset, privacy, String::clone),
-        )?;
-        let by_region = table("region", &tally.by_region, privacy, String::clone);
-        write_by_region(
+        write_tables(
             &mut report,
-            base.join("by_region.tsv"),
-            &by_region,
-            options.region_threshold,
-        )?;
-        report.write(
-            base.join("requester_count.tsv"),
-            &format!("{}\n", privacy.count(tally.requesters.len() as u64)),
+            &options.output_dir.join(name),
+            tally,
+            true,
+            options,
         )?;
     }
-    let base = dir.join(ARCHIVE);
-    let archive = &tallies.archive;
+    let archive = options.output_dir.join(ARCHIVE);
+    write_tables(&mut report, &archive, &tallies.archive, false, options)?;
+    Ok(report)
+}
+
+/// Writes the tables of one dataset (with `by_asset.tsv`) or of the archive (without) in `base`.
+fn write_tables(
+    report: &mut SummaryReport,
+    base: &Path,
+    tally: &Tally,
+    with_assets: bool,
+    options: &SummaryOptions,
+) -> std::io::Result<()> {
+    let privacy = &options.privacy;
     report.write(
         base.join("by_day.tsv"),
-        &table("date", &archive.by_day, privacy, date),
+        &table("date", &tally.by_day, privacy, date),
     )?;
-    let by_region = table("region", &archive.by_region, privacy, String::clone);
+    if with_assets {
+        let by_asset = table("asset_path", &tally.by_asset, privacy, String::clone);
+        report.write(base.join("by_asset.tsv"), &by_asset)?;
+    }
+    let by_region = table("region", &tally.by_region, privacy, String::clone);
     write_by_region(
-        &mut report,
+        report,
         base.join("by_region.tsv"),
         &by_region,
         options.region_threshold,
     )?;
-    report.write(
-        base.join("requester_count.tsv"),
-        &format!("{}\n", privacy.count(archive.requesters.len() as u64)),
-    )?;
-    Ok(report)
+    let requesters = privacy.count(tally.requesters.len() as u64);
+    report.write(base.join("requester_count.tsv"), &format!("{requesters}\n"))
 }
 
 /// The country of a region label: the country part of a place label, the data centre's country

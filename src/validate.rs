@@ -381,29 +381,20 @@ pub fn validate(
     let done = store.validated()?;
     let mut report = ValidateReport::default();
     let mut todo: Vec<(LogFile, Vec<Check>)> = Vec::new();
-    for dir in &options.log_dirs {
-        let found = logfiles::discover(dir)?;
-        report.found += found.files.len() as u64;
-        report.failed.extend(
-            found
-                .unreadable
-                .into_iter()
-                .map(|(path, error)| FailedFile { path, error }),
-        );
-        for file in found.files {
-            let previous: Option<&HashMap<String, u32>> = done.get(&file.relative);
-            let due: Vec<Check> = checks
-                .iter()
-                .copied()
-                .filter(|check| {
-                    previous.and_then(|p| p.get(check.name())) != Some(&check.version())
-                })
-                .collect();
-            if due.is_empty() {
-                report.skipped += 1;
-            } else {
-                todo.push((file, due));
-            }
+    let found = logfiles::discover_all(&options.log_dirs)?;
+    report.found = found.files.len() as u64;
+    report.failed = FailedFile::all(found.unreadable);
+    for file in found.files {
+        let previous: Option<&HashMap<String, u32>> = done.get(&file.relative);
+        let due: Vec<Check> = checks
+            .iter()
+            .copied()
+            .filter(|check| previous.and_then(|p| p.get(check.name())) != Some(&check.version()))
+            .collect();
+        if due.is_empty() {
+            report.skipped += 1;
+        } else {
+            todo.push((file, due));
         }
     }
     if let Some(limit) = options.limit {
