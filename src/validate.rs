@@ -190,10 +190,12 @@ static HEAD: LazyLock<Regex> = LazyLock::new(|| {
 
 /// A strict parse of the whole line from its end: trailing unquoted fields, the user agent and
 /// referrer (quoted, with no quote followed by a space inside), four numeric-or-`-` fields, the
-/// error code, the status and the quote closing the request URI.
+/// error code, the status and the quote closing the request URI. At most one place in a line can
+/// start such a tail (another would put a quote and a space inside the referrer or user agent),
+/// so the search need not be anchored at the start, which keeps it fast.
 static STRICT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r#"(?-u)^.*" +(?P<status>\d{3}) +\S+ +(?:\d+|-) +(?:\d+|-) +(?:\d+|-) +(?:\d+|-) +"(?:[^"]|"[^ ])*" +"(?:[^"]|"[^ ])*"(?: +[^" ]+)* *$"#,
+        r#"(?-u)" +(?P<status>\d{3}) +\S+ +(?:\d+|-) +(?:\d+|-) +(?:\d+|-) +(?:\d+|-) +"(?:[^"]|"[^ ])*" +"(?:[^"]|"[^ ])*"(?: +[^" ]+)* *$"#,
     )
     .expect("valid regex")
 });
@@ -249,13 +251,32 @@ fn count_fields(line: &[u8]) -> Option<usize> {
     Some(count)
 }
 
-/// The checks of one line that do not hold, with what is wrong.
-fn check_line(line: &[u8], checks: &[Check], file_time: Option<i64>) -> Vec<(Check, String)> {
+/// The remote IP and operation of a line, read independently of the fast parser.
+fn head(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let caps = HEAD.captures(line)?;
+    Some((caps.name("ip")?.as_bytes(), caps.name("op")?.as_bytes()))
+}
+
+/// The remote IP of a `REST.GET.OBJECT` line; `None` for other lines.
+fn get_ip<'a>(head: Option<(&'a [u8], &[u8])>) -> Option<&'a [u8]> {
+    head.filter(|(_, op)| *op == GET_OBJECT).map(|(ip, _)| ip)
+}
+
+/// The checks of one line that do not hold, with what is wrong; `get_ip` is the line's remote IP
+/// when it is a `REST.GET.OBJECT` line.
+fn check_line(
+    line: &[u8],
+    get_ip: Option<&[u8]>,
+    checks: &[Check],
+    file_time: Option<i64>,
+) -> Vec<(Check, String)> {
     let mut found = Vec::new();
-    let is_get = HEAD
-        .captures(line)
-        .is_some_and(|caps| &caps["op"] == GET_OBJECT);
-    let fields = parser::get_fields(line).ok().flatten();
+    let is_get = get_ip.is_some();
+    let fields = if is_get {
+        parser::get_fields(line).ok().flatten()
+    } else {
+        None
+    };
     for &check in checks {
         let problem = match check {
             Check::Fields => match count_fields(line) {
@@ -287,11 +308,7 @@ fn check_line(line: &[u8], checks: &[Check], file_time: Option<i64>) -> Vec<(Che
                 })
             }
             Check::RemoteIp => {
-                let ip = HEAD
-                    .captures(line)
-                    .map(|caps| caps["ip"].to_vec())
-                    .unwrap_or_default();
-                let parses = std::str::from_utf8(&ip)
+                let parses = std::str::from_utf8(get_ip.unwrap_or_default())
                     .ok()
                     .is_some_and(|ip| ip.parse::<IpAddr>().is_ok());
                 (!parses).then(|| "the remote IP is not an IPv4 or IPv6 address".to_owned())
@@ -345,8 +362,9 @@ fn validate_file(
         if line.iter().all(|b| *b == b' ') {
             continue;
         }
-        if let Some(caps) = HEAD.captures(line) {
-            let written = String::from_utf8_lossy(&caps["ip"]).into_owned();
+        let head = head(line);
+        if let Some((ip, _)) = head {
+            let written = String::from_utf8_lossy(ip);
             if exclusion.excludes(&written, written.parse().ok()) {
                 continue;
             }
@@ -354,7 +372,7 @@ fn validate_file(
         for count in result.lines.values_mut() {
             *count += 1;
         }
-        for (check, what) in check_line(line, checks, file_time) {
+        for (check, what) in check_line(line, get_ip(head), checks, file_time) {
             result.violations.push(Violation {
                 file: file.relative.clone(),
                 line: index as u64 + 1,
@@ -466,6 +484,7 @@ mod tests {
     fn problems(line: &str) -> Vec<Check> {
         check_line(
             line.as_bytes(),
+            get_ip(head(line.as_bytes())),
             &Check::ALL,
             time_of_name("2020-01-01-05-00-00-ABC"),
         )
