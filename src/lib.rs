@@ -43,6 +43,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// How reports say it: `done`, `failed`, `stopped`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::Failed => "failed",
+            Outcome::Stopped => "stopped",
+        }
+    }
+
     /// Stopped early when `stopped`, else done.
     pub fn stopped_if(stopped: bool) -> Outcome {
         if stopped {

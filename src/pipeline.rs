@@ -143,17 +143,12 @@ pub fn run(
     let started = Instant::now();
     let extracted = extract::extract(store, cache_dir, salt, &options.extract, stop)?;
     print(extracted.summary());
-    let result = match extracted.outcome() {
-        Outcome::Stopped => "stopped",
-        Outcome::Failed => "failed",
-        Outcome::Done => "done",
-    };
     let left = extracted
         .found
         .saturating_sub(extracted.already_extracted + extracted.extracted);
     report.add(
         "extract",
-        result,
+        extracted.outcome().word(),
         format!(
             "{} files, {} requests",
             extracted.extracted, extracted.requests
@@ -174,15 +169,10 @@ pub fn run(
     match regions::update_regions(store, cache_dir, &options.regions, stop) {
         Ok(labelled) => {
             print(labelled.summary());
-            let result = if labelled.stopped.is_some() {
-                "stopped"
-            } else {
-                "done"
-            };
             let count: u64 = labelled.labelled.values().sum();
             report.add(
                 "regions",
-                result,
+                labelled.outcome().word(),
                 format!("{count} requesters labelled"),
                 started,
                 format!("{} requesters", labelled.still_pending),
@@ -195,15 +185,10 @@ pub fn run(
     match coordinates::update_coordinates(store, &options.coordinates, stop) {
         Ok(placed) => {
             print(placed.summary());
-            let result = if placed.stopped.is_some() {
-                "stopped"
-            } else {
-                "done"
-            };
             let pending = placed.need_key.len() + placed.unplaced.len();
             report.add(
                 "coordinates",
-                result,
+                placed.outcome().word(),
                 format!("{} labels geocoded", placed.geocoded),
                 started,
                 if pending > 0 {

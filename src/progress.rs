@@ -124,14 +124,6 @@ impl Progress {
         }
     }
 
-    /// Shows a message without breaking the bar.
-    pub fn note(&self, message: &str) {
-        match &self.bar {
-            Some(bar) => bar.println(message),
-            None => eprintln!("{}", timestamped(message)),
-        }
-    }
-
     /// Removes the bar.
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
