@@ -441,3 +441,45 @@ fn reset_extraction_asks_unless_yes() {
     env.extract(&[&fixture("nasty/logs")], 0);
     assert_eq!(env.dump(), before);
 }
+
+#[test]
+fn publish_pushes_to_the_configured_remote() {
+    let env = Env::new();
+    env.extract(&[&fixture("summaries/logs")], 0);
+    assert!(
+        env.run(&["update", "summaries", "--region-threshold", "0"])
+            .status
+            .success()
+    );
+    let remote = env.dir.path().join("remote.git");
+    let status = Command::new("git")
+        .args(["init", "--quiet", "--bare"])
+        .arg(&remote)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let clone = env.dir.path().join("clone");
+    let status = Command::new("git")
+        .args(["clone", "--quiet"])
+        .arg(&remote)
+        .arg(&clone)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = env.run(&["publish", clone.to_str().unwrap(), "--push"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stderr(&output).contains("pushed"), "{}", stderr(&output));
+    let files = git(&remote, &["ls-tree", "-r", "--name-only", "HEAD"]);
+    assert!(
+        files
+            .lines()
+            .any(|f| f == "content/summaries/ds1/by_day.tsv"),
+        "{files}"
+    );
+    // --no-commit copies without committing
+    let fresh = new_repo(&env);
+    let output = env.run(&["publish", fresh.to_str().unwrap(), "--no-commit"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(fresh.join("content/summaries/ds1/by_day.tsv").exists());
+    assert!(git(&fresh, &["status", "--porcelain"]).contains("content/"));
+}
