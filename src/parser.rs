@@ -466,6 +466,40 @@ mod tests {
     }
 
     #[test]
+    fn mutated_lines_never_panic_and_never_yield_impossible_values() {
+        // deterministic pseudo-random mutations of a valid line: cuts, byte flips, inserted
+        // quotes, spaces and digits
+        let base = line("REST.GET.OBJECT", "ds/k", "\"GET /ds/k?a=\"b c\" HTTP/1.1\"", "206", "512");
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..20_000 {
+            let mut bytes = base.clone().into_bytes();
+            for _ in 0..1 + next(4) {
+                let at = next(bytes.len());
+                match next(5) {
+                    0 => bytes.truncate(at),
+                    1 => bytes[at] = next(256) as u8,
+                    2 => bytes.insert(at, b'"'),
+                    3 => bytes.insert(at, b' '),
+                    _ => bytes.insert(at, b'0' + next(10) as u8),
+                }
+                if bytes.is_empty() {
+                    break;
+                }
+            }
+            if let Line::Get(request) = parse_line(&bytes) {
+                assert!((200..300).contains(&request.status));
+                assert!(request.bytes_sent <= MAX_BYTES_SENT);
+            }
+        }
+    }
+
+    #[test]
     fn time_parsing() {
         assert_eq!(parse_time(b"01/Jan/2020:05:06:35 +0000"), Some(T0));
         assert_eq!(parse_time(b"01/Jan/2020:06:06:35 +0100"), Some(T0));
