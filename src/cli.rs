@@ -781,8 +781,8 @@ fn run_pipeline(cache: &Path, config_dir: &Path, args: RunArgs) -> anyhow::Resul
 
 fn run_summaries(cache: &Path, args: &SummaryArgs, stage: Stage) -> anyhow::Result<Outcome> {
     let options = args.options(cache);
-    let (_lock, _stop, store) = open_existing_for_writing(cache)?;
-    let report = summaries::update(&store, &options, stage, args.full)?;
+    let (_lock, _stop, mut store) = open_existing_for_writing(cache)?;
+    let report = summaries::update(&mut store, &options, stage, args.full)?;
     print_lines(report.summary(stage.name()));
     Ok(Outcome::Done)
 }

@@ -469,7 +469,13 @@ mod tests {
     fn mutated_lines_never_panic_and_never_yield_impossible_values() {
         // deterministic pseudo-random mutations of a valid line: cuts, byte flips, inserted
         // quotes, spaces and digits
-        let base = line("REST.GET.OBJECT", "ds/k", "\"GET /ds/k?a=\"b c\" HTTP/1.1\"", "206", "512");
+        let base = line(
+            "REST.GET.OBJECT",
+            "ds/k",
+            "\"GET /ds/k?a=\"b c\" HTTP/1.1\"",
+            "206",
+            "512",
+        );
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = |n: usize| {
             state ^= state << 13;

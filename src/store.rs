@@ -2,7 +2,7 @@
 //! indexes; raw IPs only in the pending-lookup list), per-object bins, processed-file records and
 //! rejected lines. A batch is written in one transaction, so a kill loses at most the batch in flight.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
@@ -18,7 +18,10 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 -- keyed by the object key itself (no rowid, no second copy of the key in an index)
 CREATE TABLE IF NOT EXISTS objects(key BLOB PRIMARY KEY, id INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS requesters(id INTEGER PRIMARY KEY, requester_index BLOB NOT NULL UNIQUE, region TEXT);
+-- labelled_in: the labelling round (meta label_updates) that gave the current label
+CREATE TABLE IF NOT EXISTS requesters(id INTEGER PRIMARY KEY, requester_index BLOB NOT NULL UNIQUE, region TEXT, labelled_in INTEGER);
+-- each dataset's exact figures as of the last summaries run (JSON), for incremental updates
+CREATE TABLE IF NOT EXISTS dataset_tallies(dataset TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pending_lookups(requester_id INTEGER PRIMARY KEY, ip TEXT NOT NULL);
 -- raw IPs of resolved requesters, only with `update regions --keep-ips`
 CREATE TABLE IF NOT EXISTS kept_ips(requester_id INTEGER PRIMARY KEY, ip TEXT NOT NULL);
@@ -179,7 +182,23 @@ impl Store {
             .execute_batch(SCHEMA)
             .map_err(|e| store.error(e))?;
         store.check_schema_version()?;
+        store.add_missing_columns()?;
         Ok(store)
+    }
+
+    /// Brings a store written by an earlier version of this schema up to date.
+    fn add_missing_columns(&self) -> Result<(), StoreError> {
+        let has_column = self
+            .conn
+            .prepare("SELECT 1 FROM pragma_table_info('requesters') WHERE name = 'labelled_in'")
+            .and_then(|mut statement| statement.exists([]))
+            .map_err(|e| self.error(e))?;
+        if !has_column {
+            self.conn
+                .execute_batch("ALTER TABLE requesters ADD COLUMN labelled_in INTEGER")
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
     }
 
     /// Opens an existing store read-only (`dump`, `status`); an error if there is none.
@@ -262,12 +281,96 @@ impl Store {
     }
 
     /// What the summaries depend on: extraction batches committed and region labelling rounds.
-    pub fn data_version(&self) -> Result<String, StoreError> {
-        Ok(format!(
-            "{}:{}",
-            self.meta("batches")?.unwrap_or_default(),
-            self.meta("label_updates")?.unwrap_or_default()
-        ))
+    pub fn data_version(&self) -> Result<(i64, i64), StoreError> {
+        let counter = |name: &str| -> Result<i64, StoreError> {
+            Ok(self.meta(name)?.and_then(|v| v.parse().ok()).unwrap_or(0))
+        };
+        Ok((counter("batches")?, counter("label_updates")?))
+    }
+
+    /// Every object key and its id.
+    pub fn object_keys(&self) -> Result<Vec<(Vec<u8>, i64)>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT key, id FROM objects")
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// The objects that got bins in batches after `batch`.
+    pub fn objects_extracted_since(&self, batch: i64) -> Result<HashSet<i64>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT DISTINCT object_id FROM bins WHERE batch > ?1")
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([batch], |row| row.get(0))
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// The requesters labelled in labelling rounds after `round`.
+    pub fn requesters_labelled_since(&self, round: i64) -> Result<HashSet<u64>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT id FROM requesters WHERE labelled_in > ?1")
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([round], |row| Ok(row.get::<_, i64>(0)? as u64))
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Every dataset's saved figures (JSON).
+    pub fn saved_tallies(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT dataset, data FROM dataset_tallies")
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Replaces the saved figures of the datasets given (all of them when `replace_all`), with
+    /// the state they correspond to, in one transaction.
+    pub fn save_tallies(
+        &mut self,
+        tallies: &[(String, String)],
+        replace_all: bool,
+        state: &str,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let error = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(error)?;
+        if replace_all {
+            tx.execute("DELETE FROM dataset_tallies", [])
+                .map_err(error)?;
+        }
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO dataset_tallies(dataset, data) VALUES (?1, ?2)",
+                )
+                .map_err(error)?;
+            for (dataset, data) in tallies {
+                insert.execute([dataset, data]).map_err(error)?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES ('state:tallies', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [state],
+        )
+        .map_err(error)?;
+        tx.commit().map_err(error)
     }
 
     /// Records the salt's fingerprint on first use; refuses a different salt afterwards.
@@ -467,8 +570,22 @@ impl Store {
         };
         let tx = self.conn.transaction().map_err(error)?;
         {
+            // this labelling round's number, recorded with each label it gives
+            tx.execute(
+                "INSERT INTO meta(key, value) VALUES ('label_updates', '1')
+                 ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+                [],
+            )
+            .map_err(error)?;
+            let round: i64 = tx
+                .query_row(
+                    "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'label_updates'",
+                    [],
+                    |row| row.get(0),
+                )
+                .map_err(error)?;
             let mut label = tx
-                .prepare_cached("UPDATE requesters SET region = ?2 WHERE id = ?1")
+                .prepare_cached("UPDATE requesters SET region = ?2, labelled_in = ?3 WHERE id = ?1")
                 .map_err(error)?;
             let mut keep = tx
                 .prepare_cached(
@@ -480,20 +597,16 @@ impl Store {
                 .prepare_cached("DELETE FROM pending_lookups WHERE requester_id = ?1")
                 .map_err(error)?;
             for (id, region) in labels {
-                label.execute(params![id, region]).map_err(error)?;
+                label.execute(params![id, region, round]).map_err(error)?;
                 if keep_ips {
                     keep.execute([id]).map_err(error)?;
                 }
                 forget.execute([id]).map_err(error)?;
             }
-            if !labels.is_empty() {
-                tx.execute(
-                    "INSERT INTO meta(key, value) VALUES ('label_updates', '1')
-                     ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
-                    [],
-                )
-                .map_err(error)?;
-            }
+        }
+        if labels.is_empty() {
+            // nothing labelled: no new round
+            return tx.rollback().map_err(error);
         }
         tx.commit().map_err(error)
     }
@@ -544,6 +657,7 @@ impl Store {
             .execute_batch(
                 "BEGIN;
                  DELETE FROM bins; DELETE FROM objects; DELETE FROM files; DELETE FROM rejects;
+                 DELETE FROM dataset_tallies;
                  DELETE FROM meta WHERE key IN ('batches', 'objects') OR key LIKE 'state:%';
                  COMMIT;",
             )

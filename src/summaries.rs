@@ -135,7 +135,7 @@ impl Grouping {
 }
 
 /// Bytes, requests, downloads and views.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Figures {
     /// Bytes sent.
     pub bytes_sent: u64,
@@ -163,7 +163,7 @@ impl Figures {
 }
 
 /// The exact figures of one dataset, or of the archive.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tally {
     /// By day (days since 1970-01-01, UTC).
     pub by_day: BTreeMap<i64, Figures>,
@@ -173,6 +173,9 @@ pub struct Tally {
     pub by_region: BTreeMap<String, Figures>,
     /// Distinct requesters (store ids), GitHub excluded.
     pub requesters: HashSet<u64>,
+    /// The requesters labelled GitHub (not counted; kept to notice when one is relabelled).
+    #[serde(default)]
+    pub github_requesters: HashSet<u64>,
     /// Everything.
     pub total: Figures,
 }
@@ -202,8 +205,13 @@ pub struct Tallies {
     pub archive: Tally,
 }
 
-/// Computes every figure from the store's bins, exactly.
-pub fn tally(store: &Store, grouping: &Grouping) -> anyhow::Result<Tallies> {
+/// Computes every figure from the store's bins, exactly; only those of the datasets in `only`
+/// when given.
+pub fn tally(
+    store: &Store,
+    grouping: &Grouping,
+    only: Option<&HashSet<String>>,
+) -> anyhow::Result<Tallies> {
     let mut regions: Vec<String> = Vec::new();
     let mut region_index: HashMap<String, u32> = HashMap::new();
     let mut requester_region: FxHashMap<u64, u32> = FxHashMap::default();
@@ -231,6 +239,7 @@ pub fn tally(store: &Store, grouping: &Grouping) -> anyhow::Result<Tallies> {
     let mut by_day: FxHashMap<(u32, i64), Figures> = FxHashMap::default();
     let mut by_region: FxHashMap<(u32, u32), Figures> = FxHashMap::default();
     let mut requesters: FxHashMap<u32, HashSet<u64>> = FxHashMap::default();
+    let mut github_requesters: FxHashMap<u32, HashSet<u64>> = FxHashMap::default();
     // streaming request times by (asset, requester), for views
     let mut streams: FxHashMap<(u32, u64), Vec<i64>> = FxHashMap::default();
 
@@ -240,7 +249,10 @@ pub fn tally(store: &Store, grouping: &Grouping) -> anyhow::Result<Tallies> {
     store.visit_bins(None, |key, data| {
         if key != current_key.as_slice() {
             current_key = key.to_vec();
-            current_asset = grouping.locate(key).map(|(dataset, asset)| {
+            let located = grouping
+                .locate(key)
+                .filter(|(dataset, _)| only.is_none_or(|only| only.contains(dataset)));
+            current_asset = located.map(|(dataset, asset)| {
                 let next_dataset = datasets.len() as u32;
                 let dataset_id = *dataset_index.entry(dataset.clone()).or_insert_with(|| {
                     datasets.push(dataset.clone());
@@ -279,6 +291,10 @@ pub fn tally(store: &Store, grouping: &Grouping) -> anyhow::Result<Tallies> {
                 .or_default()
                 .request(request);
             if Some(region) == github {
+                github_requesters
+                    .entry(dataset)
+                    .or_default()
+                    .insert(request.requester);
                 continue;
             }
             requesters
@@ -347,12 +363,112 @@ pub fn tally(store: &Store, grouping: &Grouping) -> anyhow::Result<Tallies> {
             .or_default()
             .requesters = set;
     }
-    let mut archive = Tally::default();
-    for tally in tallies.datasets.values() {
-        archive.merge(tally);
+    for (dataset, set) in github_requesters {
+        tallies
+            .datasets
+            .entry(datasets[dataset as usize].clone())
+            .or_default()
+            .github_requesters = set;
     }
-    tallies.archive = archive;
+    tallies.merge_archive();
     Ok(tallies)
+}
+
+impl Tallies {
+    /// Computes the archive from the datasets.
+    fn merge_archive(&mut self) {
+        let mut archive = Tally::default();
+        for tally in self.datasets.values() {
+            archive.merge(tally);
+        }
+        self.archive = archive;
+    }
+}
+
+/// The datasets whose figures changed since the saved ones: those with objects extracted in
+/// later batches, and those where a requester got a new label.
+fn changed_datasets(
+    store: &Store,
+    grouping: &Grouping,
+    saved: &BTreeMap<String, Tally>,
+    since: (i64, i64),
+) -> anyhow::Result<HashSet<String>> {
+    let mut changed = HashSet::new();
+    let new_objects = store.objects_extracted_since(since.0)?;
+    if !new_objects.is_empty() {
+        for (key, id) in store.object_keys()? {
+            if new_objects.contains(&id)
+                && let Some((dataset, _)) = grouping.locate(&key)
+            {
+                changed.insert(dataset);
+            }
+        }
+    }
+    let relabelled = store.requesters_labelled_since(since.1)?;
+    if !relabelled.is_empty() {
+        for (dataset, tally) in saved {
+            let seen = tally.requesters.iter().chain(&tally.github_requesters);
+            if seen.into_iter().any(|id| relabelled.contains(id)) {
+                changed.insert(dataset.clone());
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Every dataset's exact figures: the saved ones, with those of the datasets that changed since
+/// they were saved computed again (all of them on a first run, with `full`, or when the grouping
+/// changed); saves what it computed.
+pub fn current_tallies(
+    store: &mut Store,
+    grouping: &Grouping,
+    full: bool,
+) -> anyhow::Result<(Tallies, u64)> {
+    let version = store.data_version()?;
+    let grouping_key = format!("{grouping:?}");
+    let saved_state = store.stage_state("tallies")?;
+    let since = saved_state.as_deref().and_then(|state| {
+        let (key, counters) = state.rsplit_once('|')?;
+        let (batches, labels) = counters.split_once(':')?;
+        (key == grouping_key).then_some((batches.parse().ok()?, labels.parse().ok()?))
+    });
+    let state = format!("{grouping_key}|{}:{}", version.0, version.1);
+    let (Some(since), false) = (since, full) else {
+        let tallies = tally(store, grouping, None)?;
+        let rows = serialize(&tallies.datasets)?;
+        store.save_tallies(&rows, true, &state)?;
+        let computed = tallies.datasets.len() as u64;
+        return Ok((tallies, computed));
+    };
+    let mut datasets: BTreeMap<String, Tally> = BTreeMap::new();
+    for (dataset, data) in store.saved_tallies()? {
+        datasets.insert(dataset, serde_json::from_str(&data)?);
+    }
+    let changed = changed_datasets(store, grouping, &datasets, since)?;
+    if !changed.is_empty() {
+        let fresh = tally(store, grouping, Some(&changed))?;
+        for dataset in &changed {
+            datasets.remove(dataset);
+        }
+        let rows = serialize(&fresh.datasets)?;
+        datasets.extend(fresh.datasets);
+        store.save_tallies(&rows, false, &state)?;
+    } else {
+        store.save_tallies(&[], false, &state)?;
+    }
+    let mut tallies = Tallies {
+        datasets,
+        archive: Tally::default(),
+    };
+    tallies.merge_archive();
+    Ok((tallies, changed.len() as u64))
+}
+
+fn serialize(datasets: &BTreeMap<String, Tally>) -> anyhow::Result<Vec<(String, String)>> {
+    datasets
+        .iter()
+        .map(|(name, tally)| Ok((name.clone(), serde_json::to_string(tally)?)))
+        .collect()
 }
 
 /// What the summaries and totals need besides the grouping.
@@ -376,6 +492,8 @@ pub struct SummaryReport {
     pub nothing_new: bool,
     /// Datasets summarized.
     pub datasets: u64,
+    /// Datasets whose figures were computed again (the others were unchanged since last run).
+    pub recomputed: u64,
     /// Files written (content changed).
     pub written: Vec<PathBuf>,
     /// Files whose content did not change.
@@ -393,8 +511,9 @@ impl SummaryReport {
             )];
         }
         let mut lines = vec![format!(
-            "{stage}: {} datasets, {} files written, {} unchanged",
+            "{stage}: {} datasets ({} computed again), {} files written, {} unchanged",
             self.datasets,
+            self.recomputed,
             self.written.len(),
             self.unchanged
         )];
@@ -644,12 +763,12 @@ impl Stage {
 /// the last run with the same options (unless `full`), else every figure recomputed exactly and
 /// the files whose content changed rewritten.
 pub fn update(
-    store: &Store,
+    store: &mut Store,
     options: &SummaryOptions,
     stage: Stage,
     full: bool,
 ) -> anyhow::Result<SummaryReport> {
-    let state = format!("{}|{options:?}", store.data_version()?);
+    let state = format!("{:?}|{options:?}", store.data_version()?);
     if !full
         && options.output_dir.is_dir()
         && store.stage_state(stage.name())?.as_deref() == Some(state.as_str())
@@ -659,11 +778,12 @@ pub fn update(
             ..SummaryReport::default()
         });
     }
-    let tallies = tally(store, &options.grouping)?;
-    let report = match stage {
+    let (tallies, recomputed) = current_tallies(store, &options.grouping, full)?;
+    let mut report = match stage {
         Stage::Summaries => write_summaries(&tallies, options)?,
         Stage::Totals => write_totals(&tallies, options)?,
     };
+    report.recomputed = recomputed;
     store.set_stage_state(stage.name(), &state)?;
     Ok(report)
 }

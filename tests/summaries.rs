@@ -390,3 +390,84 @@ fn show_prints_the_tables() {
     let missing = env.run(&["show", "nope"]);
     assert_eq!(missing.status.code(), Some(1));
 }
+
+#[test]
+fn only_datasets_with_new_requests_are_computed_again() {
+    let env = labelled(&[&fixture("summaries/logs")]);
+    let stderr = update(&env, "summaries", &["--region-threshold", "0"]);
+    assert!(stderr.contains("3 datasets (3 computed again)"), "{stderr}");
+    // a new request to the zarr dataset only, by a requester already labelled
+    let more = env.dir.path().join("more");
+    write_log(
+        &more,
+        "2024-03-06-00-00-00-ABABABABABABABAB",
+        "zarr/abc/9/9",
+        &["34.80.0.1"],
+    );
+    env.extract(&[&more], 0);
+    let stderr = update(&env, "summaries", &["--region-threshold", "0"]);
+    assert!(stderr.contains("3 datasets (1 computed again)"), "{stderr}");
+    // the totals reuse what the summaries computed
+    let stderr = update(&env, "totals", &["--region-threshold", "0"]);
+    assert!(stderr.contains("(0 computed again)"), "{stderr}");
+
+    let fresh = labelled(&[&fixture("summaries/logs"), &more]);
+    summaries_and_totals(&fresh, &["--region-threshold", "0"]);
+    assert_eq!(tree(&out(&env)), tree(&out(&fresh)));
+}
+
+#[test]
+fn only_datasets_with_newly_labelled_requesters_are_computed_again() {
+    use common::mock::{MockServer, Reply};
+    // ds (fixtures/regions) has requesters only ipinfo can place; ds1 and ds2 (fixtures/nasty)
+    // only bogons
+    let env = labelled(&[&fixture("regions/logs"), &fixture("nasty/logs")]);
+    let stderr = update(&env, "summaries", &["--region-threshold", "0"]);
+    assert!(stderr.contains("3 datasets (3 computed again)"), "{stderr}");
+    let ipinfo = MockServer::start(|request, _| {
+        let ips: Vec<String> = serde_json::from_slice(&request.body).unwrap();
+        let answer: serde_json::Map<String, serde_json::Value> = ips
+            .iter()
+            .map(|ip| {
+                (
+                    ip.clone(),
+                    serde_json::json!({"ip": ip, "region": "California", "country": "US"}),
+                )
+            })
+            .collect();
+        Reply::json(200, serde_json::Value::Object(answer))
+    });
+    let ranges = fixture("ranges");
+    let output = env
+        .command(&[
+            "update",
+            "regions",
+            "--ranges-dir",
+            ranges.to_str().unwrap(),
+        ])
+        .env("IPINFO_API_KEY", "token")
+        .env("IPINFO_URL", &ipinfo.url)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stderr = update(&env, "summaries", &["--region-threshold", "0"]);
+    assert!(stderr.contains("3 datasets (1 computed again)"), "{stderr}");
+    assert!(read(out(&env).join("ds/by_region.tsv")).contains("US/California"));
+
+    let fresh = Env::new();
+    fresh.extract(&[&fixture("regions/logs"), &fixture("nasty/logs")], 0);
+    let output = fresh
+        .command(&[
+            "update",
+            "regions",
+            "--ranges-dir",
+            ranges.to_str().unwrap(),
+        ])
+        .env("IPINFO_API_KEY", "token")
+        .env("IPINFO_URL", &ipinfo.url)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    update(&fresh, "summaries", &["--region-threshold", "0"]);
+    assert_eq!(tree(&out(&env)), tree(&out(&fresh)));
+}
