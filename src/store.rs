@@ -290,50 +290,34 @@ impl Store {
 
     /// Every object key and its id.
     pub fn object_keys(&self) -> Result<Vec<(Vec<u8>, i64)>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT key, id FROM objects")
-            .map_err(|e| self.error(e))?;
-        let rows = statement
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-            .map_err(|e| self.error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+        self.collect("SELECT key, id FROM objects", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
     }
 
     /// The objects that got bins in batches after `batch`.
     pub fn objects_extracted_since(&self, batch: i64) -> Result<HashSet<i64>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT DISTINCT object_id FROM bins WHERE batch > ?1")
-            .map_err(|e| self.error(e))?;
-        let rows = statement
-            .query_map([batch], |row| row.get(0))
-            .map_err(|e| self.error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+        self.collect(
+            "SELECT DISTINCT object_id FROM bins WHERE batch > ?1",
+            [batch],
+            |row| row.get(0),
+        )
     }
 
     /// The requesters labelled in labelling rounds after `round`.
     pub fn requesters_labelled_since(&self, round: i64) -> Result<HashSet<u64>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT id FROM requesters WHERE labelled_in > ?1")
-            .map_err(|e| self.error(e))?;
-        let rows = statement
-            .query_map([round], |row| Ok(row.get::<_, i64>(0)? as u64))
-            .map_err(|e| self.error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+        self.collect(
+            "SELECT id FROM requesters WHERE labelled_in > ?1",
+            [round],
+            |row| Ok(row.get::<_, i64>(0)? as u64),
+        )
     }
 
     /// Every dataset's saved figures (JSON).
     pub fn saved_tallies(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT dataset, data FROM dataset_tallies")
-            .map_err(|e| self.error(e))?;
-        let rows = statement
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-            .map_err(|e| self.error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+        self.collect("SELECT dataset, data FROM dataset_tallies", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
     }
 
     /// Replaces the saved figures of the datasets given (all of them when `replace_all`), with
@@ -386,18 +370,24 @@ impl Store {
         }
     }
 
+    /// Runs a query and collects its rows.
+    fn collect<T, C: FromIterator<T>>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<C, StoreError> {
+        self.conn
+            .prepare(sql)
+            .and_then(|mut statement| statement.query_map(params, row)?.collect())
+            .map_err(|e| self.error(e))
+    }
+
     /// The recorded log files: identity (relative path without `.gz`) to size and compression.
     pub fn processed_files(&self) -> Result<HashMap<String, (u64, bool)>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT path, size, gzip FROM files")
-            .map_err(|e| self.error(e))?;
-        let rows = statement
-            .query_map([], |row| {
-                Ok((row.get(0)?, (row.get::<_, i64>(1)? as u64, row.get(2)?)))
-            })
-            .map_err(|e| self.error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+        self.collect("SELECT path, size, gzip FROM files", [], |row| {
+            Ok((row.get(0)?, (row.get::<_, i64>(1)? as u64, row.get(2)?)))
+        })
     }
 
     /// Starts the transaction of one batch.
@@ -512,22 +502,21 @@ impl Store {
 
     /// The requesters waiting for a region lookup: id and raw IP.
     pub fn pending_lookups(&self) -> Result<Vec<(i64, String)>, StoreError> {
-        self.pairs("SELECT requester_id, ip FROM pending_lookups ORDER BY requester_id")
+        self.collect(
+            "SELECT requester_id, ip FROM pending_lookups ORDER BY requester_id",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
     }
 
     /// The resolved requesters whose raw IP is kept: id, salted index and IP.
     pub fn kept_ips(&self) -> Result<Vec<(i64, Vec<u8>, String)>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare(
-                "SELECT k.requester_id, r.requester_index, k.ip FROM kept_ips k
+        self.collect(
+            "SELECT k.requester_id, r.requester_index, k.ip FROM kept_ips k
                  JOIN requesters r ON r.id = k.requester_id ORDER BY k.requester_id",
-            )
-            .map_err(|e| self.error(e))?;
-        let rows = statement
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-            .map_err(|e| self.error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
     }
 
     /// The region label of each requester id given.
@@ -546,14 +535,6 @@ impl Store {
                 ))
             })
             .collect()
-    }
-
-    fn pairs(&self, sql: &str) -> Result<Vec<(i64, String)>, StoreError> {
-        let mut statement = self.conn.prepare(sql).map_err(|e| self.error(e))?;
-        let rows = statement
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-            .map_err(|e| self.error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }
 
     /// Gives requesters their region label in one transaction and deletes their raw IP from the
@@ -621,18 +602,15 @@ impl Store {
 
     /// The geocoder's earlier answers: label to coordinates (`None`: asked, not found).
     pub fn cached_coordinates(&self) -> Result<HashMap<String, Option<(f64, f64)>>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT label, latitude, longitude FROM coordinates")
-            .map_err(|e| self.error(e))?;
-        let rows = statement
-            .query_map([], |row| {
+        self.collect(
+            "SELECT label, latitude, longitude FROM coordinates",
+            [],
+            |row| {
                 let latitude: Option<f64> = row.get(1)?;
                 let longitude: Option<f64> = row.get(2)?;
                 Ok((row.get(0)?, latitude.zip(longitude)))
-            })
-            .map_err(|e| self.error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+            },
+        )
     }
 
     /// Keeps a geocoder answer at once (its own transaction).
@@ -712,57 +690,41 @@ impl Store {
 
     /// Every requester: store id, region label (`None`: not resolved yet).
     pub fn requester_regions(&self) -> Result<Vec<(u64, Option<String>)>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT id, region FROM requesters")
-            .map_err(|e| self.error(e))?;
-        let rows = statement
-            .query_map([], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))
-            .map_err(|e| self.error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+        self.collect("SELECT id, region FROM requesters", [], |row| {
+            Ok((row.get::<_, i64>(0)? as u64, row.get(1)?))
+        })
     }
 
     /// Requesters by region label (`None`: not resolved yet).
     pub fn region_counts(&self) -> Result<Vec<(Option<String>, u64)>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT region, count(*) FROM requesters GROUP BY region ORDER BY region")
-            .map_err(|e| self.error(e))?;
-        let rows = statement
-            .query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))
-            .map_err(|e| self.error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+        self.collect(
+            "SELECT region, count(*) FROM requesters GROUP BY region ORDER BY region",
+            [],
+            |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)),
+        )
     }
 
     /// Every requester's salted index, by store id.
     pub fn requester_indexes(&self) -> Result<HashMap<u64, Vec<u8>>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT id, requester_index FROM requesters")
-            .map_err(|e| self.error(e))?;
-        let rows = statement
-            .query_map([], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))
-            .map_err(|e| self.error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+        self.collect("SELECT id, requester_index FROM requesters", [], |row| {
+            Ok((row.get::<_, i64>(0)? as u64, row.get(1)?))
+        })
     }
 
     /// The rejected lines kept in full, by file and line.
     pub fn rejects(&self) -> Result<Vec<RejectRecord>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT file, line, reason, excerpt FROM rejects ORDER BY file, line")
-            .map_err(|e| self.error(e))?;
-        let rows = statement
-            .query_map([], |row| {
+        self.collect(
+            "SELECT file, line, reason, excerpt FROM rejects ORDER BY file, line",
+            [],
+            |row| {
                 Ok(RejectRecord {
                     file: row.get(0)?,
                     line: row.get::<_, i64>(1)? as u64,
                     reason: row.get(2)?,
                     excerpt: row.get(3)?,
                 })
-            })
-            .map_err(|e| self.error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+            },
+        )
     }
 }
 
