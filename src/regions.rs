@@ -303,7 +303,7 @@ pub fn update_regions(
     }
     // the deleted IPs were zeroed in place (secure delete); empty the write-ahead log too
     store.checkpoint()?;
-    report.still_pending = store.pending_lookups()?.len() as u64;
+    report.still_pending = store.pending_count()?;
     report.elapsed = start.elapsed();
     Ok(report)
 }

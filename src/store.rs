@@ -328,33 +328,37 @@ impl Store {
         replace_all: bool,
         state: &str,
     ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let error = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(error)?;
-        if replace_all {
-            tx.execute("DELETE FROM dataset_tallies", [])
-                .map_err(error)?;
-        }
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO dataset_tallies(dataset, data) VALUES (?1, ?2)",
-                )
-                .map_err(error)?;
-            for (dataset, data) in tallies {
-                insert.execute([dataset, data]).map_err(error)?;
+        self.in_transaction(|tx| {
+            if replace_all {
+                tx.execute("DELETE FROM dataset_tallies", [])?;
             }
-        }
-        tx.execute(
-            "INSERT INTO meta(key, value) VALUES ('state:tallies', ?1)
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [state],
-        )
-        .map_err(error)?;
-        tx.commit().map_err(error)
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO dataset_tallies(dataset, data) VALUES (?1, ?2)",
+            )?;
+            for (dataset, data) in tallies {
+                insert.execute([dataset, data])?;
+            }
+            tx.execute(
+                "INSERT INTO meta(key, value) VALUES ('state:tallies', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [state],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Runs `work` in one transaction, committed when it succeeds.
+    fn in_transaction<T>(
+        &mut self,
+        work: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let path = self.path.clone();
+        let result = self.conn.transaction().and_then(|tx| {
+            let value = work(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        });
+        result.map_err(|source| StoreError::Sqlite { path, source })
     }
 
     /// Records the salt's fingerprint on first use; refuses a different salt afterwards.
@@ -509,6 +513,16 @@ impl Store {
         )
     }
 
+    /// How many requesters wait for a region lookup.
+    pub fn pending_count(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM pending_lookups", [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(|e| self.error(e))
+    }
+
     /// The resolved requesters whose raw IP is kept: id, salted index and IP.
     pub fn kept_ips(&self) -> Result<Vec<(i64, Vec<u8>, String)>, StoreError> {
         self.collect(
@@ -544,52 +558,40 @@ impl Store {
         labels: &[(i64, String)],
         keep_ips: bool,
     ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let error = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(error)?;
-        {
+        if labels.is_empty() {
+            // nothing labelled: no new round
+            return Ok(());
+        }
+        self.in_transaction(|tx| {
             // this labelling round's number, recorded with each label it gives
             tx.execute(
                 "INSERT INTO meta(key, value) VALUES ('label_updates', '1')
                  ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
                 [],
-            )
-            .map_err(error)?;
-            let round: i64 = tx
-                .query_row(
-                    "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'label_updates'",
-                    [],
-                    |row| row.get(0),
-                )
-                .map_err(error)?;
-            let mut label = tx
-                .prepare_cached("UPDATE requesters SET region = ?2, labelled_in = ?3 WHERE id = ?1")
-                .map_err(error)?;
-            let mut keep = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO kept_ips(requester_id, ip)
-                     SELECT requester_id, ip FROM pending_lookups WHERE requester_id = ?1",
-                )
-                .map_err(error)?;
-            let mut forget = tx
-                .prepare_cached("DELETE FROM pending_lookups WHERE requester_id = ?1")
-                .map_err(error)?;
+            )?;
+            let round: i64 = tx.query_row(
+                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'label_updates'",
+                [],
+                |row| row.get(0),
+            )?;
+            let mut label = tx.prepare_cached(
+                "UPDATE requesters SET region = ?2, labelled_in = ?3 WHERE id = ?1",
+            )?;
+            let mut keep = tx.prepare_cached(
+                "INSERT OR REPLACE INTO kept_ips(requester_id, ip)
+                 SELECT requester_id, ip FROM pending_lookups WHERE requester_id = ?1",
+            )?;
+            let mut forget =
+                tx.prepare_cached("DELETE FROM pending_lookups WHERE requester_id = ?1")?;
             for (id, region) in labels {
-                label.execute(params![id, region, round]).map_err(error)?;
+                label.execute(params![id, region, round])?;
                 if keep_ips {
-                    keep.execute([id]).map_err(error)?;
+                    keep.execute([id])?;
                 }
-                forget.execute([id]).map_err(error)?;
+                forget.execute([id])?;
             }
-        }
-        if labels.is_empty() {
-            // nothing labelled: no new round
-            return tx.rollback().map_err(error);
-        }
-        tx.commit().map_err(error)
+            Ok(())
+        })
     }
 
     /// Deletes every kept raw IP of resolved requesters; returns how many.
@@ -667,25 +669,15 @@ impl Store {
         &mut self,
         records: &[(String, &str, u32, u64)],
     ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let error = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(error)?;
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO validated(path, check_name, version, violations) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(error)?;
+        self.in_transaction(|tx| {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO validated(path, check_name, version, violations) VALUES (?1, ?2, ?3, ?4)",
+            )?;
             for (file, check, version, violations) in records {
-                insert
-                    .execute(params![file, check, version, *violations as i64])
-                    .map_err(error)?;
+                insert.execute(params![file, check, version, *violations as i64])?;
             }
-        }
-        tx.commit().map_err(error)
+            Ok(())
+        })
     }
 
     /// Every requester: store id, region label (`None`: not resolved yet).

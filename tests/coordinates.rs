@@ -6,7 +6,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use common::mock::{MockServer, Reply, Request};
-use common::{Env, copy_dir, fixture};
+use common::{Env, copy_dir, fixture, stderr};
 use serde_json::json;
 
 const KEY: &str = "test-key";
@@ -140,10 +140,6 @@ fn coordinates(env: &Env, server: Option<&MockServer>, extra: &[&str]) -> Output
             .env("OPENCAGE_URL", &server.url);
     }
     command.output().unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn yaml(env: &Env) -> String {

@@ -2,11 +2,7 @@
 
 mod common;
 
-use common::{Env, copy_dir, fixture, per_object};
-
-fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use common::{Env, copy_dir, fixture, per_object, stderr};
 
 #[test]
 fn an_unreadable_file_is_named_the_rest_is_extracted_and_it_is_retried() {

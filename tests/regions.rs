@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::mock::{MockServer, Reply, Request};
-use common::{Env, files_containing, fixture, labels_of, write_log};
+use common::{Env, files_containing, fixture, labels_of, stderr, write_log};
 use serde_json::json;
 
 const TOKEN: &str = "test-token";
@@ -130,10 +130,6 @@ fn regions(env: &Env, ipinfo: Option<&MockServer>, extra: &[&str]) -> Output {
             .env("IPINFO_URL", &server.url);
     }
     command.output().unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn assert_labels(env: &Env, expected: &[(&str, Option<&str>)]) {

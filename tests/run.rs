@@ -3,14 +3,13 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::mock::{MockServer, Reply};
-use common::{Env, copy_dir, fixture, generate_logs};
+use common::{Env, copy_dir, fixture, generate_logs, stderr, tree};
 use serde_json::json;
 
 fn git(repo: &Path, args: &[&str]) -> String {
@@ -81,30 +80,6 @@ fn run(env: &Env, logs: &Path, repo: &Path, ipinfo: &MockServer, opencage: &Mock
     command.output().unwrap()
 }
 
-/// Every file under `dir` (relative path to bytes).
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_type().is_file() && !e.path().components().any(|c| c.as_os_str() == ".git")
-        })
-        .map(|e| {
-            let relative = e
-                .path()
-                .strip_prefix(dir)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            (relative, std::fs::read(e.path()).unwrap())
-        })
-        .collect()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 #[test]
 fn run_publishes_then_commits_only_what_changed_then_nothing() {
     let env = Env::new();
@@ -127,7 +102,7 @@ fn run_publishes_then_commits_only_what_changed_then_nothing() {
         assert!(table.contains(stage), "{table}");
     }
     assert_eq!(git(&repo, &["rev-list", "--count", "HEAD"]).trim(), "1");
-    let published = snapshot(&repo);
+    let published = tree(&repo);
     for file in [
         "content/totals.json",
         "content/archive_totals.json",
@@ -165,7 +140,7 @@ fn run_publishes_then_commits_only_what_changed_then_nothing() {
     let second = run(&env, &logs, &repo, &ipinfo, &opencage);
     assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
     assert_eq!(git(&repo, &["rev-list", "--count", "HEAD"]).trim(), "2");
-    let after = snapshot(&repo);
+    let after = tree(&repo);
     let changed: Vec<&String> = after
         .iter()
         .filter(|(path, bytes)| published.get(*path) != Some(*bytes))
