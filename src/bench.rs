@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 
 /// What to generate.
 #[derive(Debug, Clone)]
-pub struct GenerateOptions {
+pub(crate) struct GenerateOptions {
     /// Where to write the logs.
     pub dir: PathBuf,
     /// Approximate total size in MB (10^6 bytes).
@@ -30,7 +30,7 @@ pub struct GenerateOptions {
 
 /// What was generated.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GenerateReport {
+pub(crate) struct GenerateReport {
     /// Log files written.
     pub files: u64,
     /// Bytes written.
@@ -39,8 +39,6 @@ pub struct GenerateReport {
     pub lines: u64,
 }
 
-/// Default largest size of one hourly file.
-pub const FILE_BYTES: u64 = 8_000_000;
 /// 2024-01-01T00:00:00Z.
 const START: i64 = 1_704_067_200;
 
@@ -285,14 +283,14 @@ fn write_line(rng: &mut StdRng, request: &Request<'_>, out: &mut Vec<u8>) {
         _ => out.extend_from_slice(agent.as_bytes()),
     }
     out.push(b'"');
-    if kind != 7 {
+    if kind == 7 {
+        out.extend_from_slice(b" -");
+    } else {
         let _ = write!(
             out,
             " - {}= SigV4 TLS_AES_128_GCM_SHA256 AuthHeader dandiarchive.s3.amazonaws.com TLSv1.3 - -",
             hex(rng, 40)
         );
-    } else {
-        out.extend_from_slice(b" -");
     }
     if kind == 8 {
         let cut = rng.gen_range(start + 1..out.len());
@@ -320,7 +318,7 @@ fn file_path(dir: &Path, hour: i64, rng: &mut StdRng) -> PathBuf {
 }
 
 /// Writes about `size_mb` MB of logs under `dir`, one file per hour.
-pub fn generate(options: &GenerateOptions) -> std::io::Result<GenerateReport> {
+pub(crate) fn generate(options: &GenerateOptions) -> std::io::Result<GenerateReport> {
     let mut rng = StdRng::seed_from_u64(options.seed);
     let people = population(&mut rng, options.size_mb, options.objects);
     let total = options.size_mb.max(1) * 1_000_000;
@@ -370,13 +368,13 @@ mod tests {
         };
         let report = generate(&options(a.path())).unwrap();
         assert_eq!(generate(&options(b.path())).unwrap(), report);
-        let found = crate::logfiles::discover(a.path()).unwrap();
+        let found = crate::logs::files::discover(a.path()).unwrap();
         assert_eq!(found.files.len() as u64, report.files);
         let mut requests = 0;
         for file in &found.files {
             let data = file.read().unwrap();
             assert_eq!(data, std::fs::read(b.path().join(&file.relative)).unwrap());
-            requests += crate::extract::parse_log(&data).requests.len();
+            requests += crate::extract::parse::parse_log(&data).requests.len();
         }
         assert!(
             requests as u64 > report.lines / 4,
@@ -388,7 +386,7 @@ mod tests {
 
 /// What the range matcher benchmark measured.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RangesBenchReport {
+pub(crate) struct RangesBenchReport {
     /// Prefixes in the generated AWS list (IPv4 and IPv6).
     pub prefixes: usize,
     /// Lookups made.
@@ -401,8 +399,7 @@ pub struct RangesBenchReport {
 
 /// Writes an AWS `ip-ranges.json` of `prefixes` prefixes (three quarters IPv4), nested as the real
 /// one is (regional blocks holding service subnets).
-pub fn aws_ranges_document(prefixes: usize, seed: u64) -> String {
-    let mut rng = StdRng::seed_from_u64(seed);
+pub(crate) fn aws_ranges_document(prefixes: usize, seed: u64) -> String {
     const REGIONS: [&str; 8] = [
         "us-east-1",
         "us-west-2",
@@ -413,12 +410,21 @@ pub fn aws_ranges_document(prefixes: usize, seed: u64) -> String {
         "sa-east-1",
         "GLOBAL",
     ];
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
     let mut parents4: Vec<(u32, u8)> = Vec::new();
     for i in 0..prefixes {
         let region = REGIONS[rng.gen_range(0..REGIONS.len())];
-        if i % 4 != 3 {
+        if i % 4 == 3 {
+            let length = rng.gen_range(24..=64u32);
+            let network =
+                (0x2600u128 << 112 | rng.r#gen::<u128>() >> 16) & (u128::MAX << (128 - length));
+            v6.push(format!(
+                r#"{{"ipv6_prefix": "{}/{length}", "region": "{region}", "service": "AMAZON", "network_border_group": "{region}"}}"#,
+                std::net::Ipv6Addr::from(network)
+            ));
+        } else {
             // half are subnets of an earlier block
             let (address, length) = match parents4.get(rng.gen_range(0..parents4.len().max(1))) {
                 Some(&(parent, parent_length)) if rng.gen_bool(0.5) && parent_length < 28 => {
@@ -434,14 +440,6 @@ pub fn aws_ranges_document(prefixes: usize, seed: u64) -> String {
                 r#"{{"ip_prefix": "{}/{length}", "region": "{region}", "service": "AMAZON", "network_border_group": "{region}"}}"#,
                 std::net::Ipv4Addr::from(network)
             ));
-        } else {
-            let length = rng.gen_range(24..=64u32);
-            let network =
-                (0x2600u128 << 112 | rng.r#gen::<u128>() >> 16) & (u128::MAX << (128 - length));
-            v6.push(format!(
-                r#"{{"ipv6_prefix": "{}/{length}", "region": "{region}", "service": "AMAZON", "network_border_group": "{region}"}}"#,
-                std::net::Ipv6Addr::from(network)
-            ));
         }
     }
     format!(
@@ -453,9 +451,9 @@ pub fn aws_ranges_document(prefixes: usize, seed: u64) -> String {
 
 /// Times `lookups` lookups of random addresses (half inside a listed range) in an AWS list of
 /// `prefixes` prefixes, parsed from the published format.
-pub fn ranges_benchmark(prefixes: usize, lookups: usize, seed: u64) -> RangesBenchReport {
+pub(crate) fn ranges_benchmark(prefixes: usize, lookups: usize, seed: u64) -> RangesBenchReport {
     let document = aws_ranges_document(prefixes, seed);
-    let table = crate::ranges::Service::Aws
+    let table = crate::regions::ranges::Service::Aws
         .parse(document.as_bytes())
         .expect("the generated list is valid");
     let json: serde_json::Value = serde_json::from_str(&document).expect("valid JSON");

@@ -19,7 +19,7 @@
 
 /// One extracted request inside a bin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct BinRequest {
+pub(crate) struct BinRequest {
     /// Seconds since the Unix epoch, UTC.
     pub time: i64,
     /// The store's id of the requester.
@@ -32,7 +32,7 @@ pub struct BinRequest {
 
 /// A bin that cannot be decoded (a corrupt store).
 #[derive(Debug, thiserror::Error)]
-pub enum BinError {
+pub(crate) enum BinError {
     /// The blob ends in the middle of a value.
     #[error("bin is truncated")]
     Truncated,
@@ -47,7 +47,7 @@ pub enum BinError {
 const VERSION: u64 = 1;
 
 /// Encodes requests into a bin; sorts them first, so the bin does not depend on input order.
-pub fn encode(requests: &mut [BinRequest]) -> Vec<u8> {
+pub(crate) fn encode(requests: &mut [BinRequest]) -> Vec<u8> {
     requests.sort_unstable();
     let mut requesters: Vec<u64> = requests.iter().map(|r| r.requester).collect();
     requesters.sort_unstable();
@@ -94,7 +94,7 @@ pub fn encode(requests: &mut [BinRequest]) -> Vec<u8> {
 }
 
 /// Decodes a bin, appending its requests to `out`.
-pub fn decode_into(data: &[u8], out: &mut Vec<BinRequest>) -> Result<(), BinError> {
+pub(crate) fn decode_into(data: &[u8], out: &mut Vec<BinRequest>) -> Result<(), BinError> {
     let mut reader = Reader { data, pos: 0 };
     let version = reader.varint()?;
     if version != VERSION {

@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// Environment variable that overrides the config directory (tests, several users on one account).
-pub const CONFIG_DIR_ENV: &str = "S3TALLY_CONFIG_DIR";
+pub(crate) const CONFIG_DIR_ENV: &str = "S3TALLY_CONFIG_DIR";
 /// Name of the settings file inside the config directory.
-pub const CONFIG_FILE: &str = "config.toml";
+pub(crate) const CONFIG_FILE: &str = "config.toml";
 
 /// Errors reading or writing the settings file.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     /// The file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -36,14 +36,14 @@ pub enum ConfigError {
 
 /// Remembered settings (`config.toml`).
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// The default cache directory, set by `s3tally config cache set`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<PathBuf>,
 }
 
 /// The config directory: `$S3TALLY_CONFIG_DIR`, else `<user config dir>/s3tally`.
-pub fn config_dir() -> Result<PathBuf, ConfigError> {
+pub(crate) fn config_dir() -> Result<PathBuf, ConfigError> {
     if let Some(dir) = std::env::var_os(CONFIG_DIR_ENV) {
         return Ok(PathBuf::from(dir));
     }
@@ -54,7 +54,7 @@ pub fn config_dir() -> Result<PathBuf, ConfigError> {
 
 impl Settings {
     /// Reads the settings; a missing file is the defaults.
-    pub fn load(config_dir: &Path) -> Result<Self, ConfigError> {
+    pub(crate) fn load(config_dir: &Path) -> Result<Self, ConfigError> {
         let path = config_dir.join(CONFIG_FILE);
         match fs::read_to_string(&path) {
             Ok(text) => toml::from_str(&text).map_err(|error| ConfigError::Parse {
@@ -67,7 +67,7 @@ impl Settings {
     }
 
     /// Writes the settings atomically (temporary file, then rename).
-    pub fn save(&self, config_dir: &Path) -> Result<(), ConfigError> {
+    pub(crate) fn save(&self, config_dir: &Path) -> Result<(), ConfigError> {
         let path = config_dir.join(CONFIG_FILE);
         let io = |source| ConfigError::Io {
             path: path.clone(),
@@ -83,7 +83,10 @@ impl Settings {
 
 /// The cache directory: the one given (`--cache` or `S3TALLY_CACHE`), else the remembered one,
 /// else `<user cache dir>/s3tally`.
-pub fn resolve_cache(given: Option<PathBuf>, config_dir: &Path) -> Result<PathBuf, ConfigError> {
+pub(crate) fn resolve_cache(
+    given: Option<PathBuf>,
+    config_dir: &Path,
+) -> Result<PathBuf, ConfigError> {
     if let Some(dir) = given {
         return Ok(dir);
     }

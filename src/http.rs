@@ -9,7 +9,7 @@ use crate::interrupt::StopFlag;
 
 /// How often and how patiently to retry.
 #[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Retries after the first attempt.
     pub retries: u32,
     /// Wait before the first retry; doubled at each retry.
@@ -31,14 +31,14 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The wait before retry number `retry` (from 0): `base * 2^retry`, at most `cap`, times a
     /// random factor between 0.5 and 1.5 so that clients do not retry in step.
-    pub fn backoff(&self, retry: u32) -> Duration {
+    pub(crate) fn backoff(&self, retry: u32) -> Duration {
         let exponential = self.base.saturating_mul(1 << retry.min(20)).min(self.cap);
         exponential.mul_f64(rand::thread_rng().gen_range(0.5..1.5))
     }
 }
 
 /// An HTTP client whose connection attempts give up quickly, so that an offline run does not hang.
-pub fn client(timeout: Duration) -> reqwest::Client {
+pub(crate) fn client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .timeout(timeout)
@@ -48,14 +48,14 @@ pub fn client(timeout: Duration) -> reqwest::Client {
 }
 
 /// The `Retry-After` of a response, in seconds (the HTTP-date form is not used by these services).
-pub fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+pub(crate) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     let value = response.headers().get(reqwest::header::RETRY_AFTER)?;
     let seconds: u64 = value.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(seconds))
 }
 
 /// Sleeps `duration`, waking early (false) if a stop is asked for.
-pub async fn sleep_unless_stopped(duration: Duration, stop: &StopFlag) -> bool {
+pub(crate) async fn sleep_unless_stopped(duration: Duration, stop: &StopFlag) -> bool {
     let step = Duration::from_millis(50);
     let mut left = duration;
     while !left.is_zero() {
@@ -71,7 +71,7 @@ pub async fn sleep_unless_stopped(duration: Duration, stop: &StopFlag) -> bool {
 
 /// What one attempt at a request came to.
 #[derive(Debug)]
-pub enum Attempt<T, E> {
+pub(crate) enum Attempt<T, E> {
     /// An answer.
     Done(T),
     /// A failure worth retrying (429, 5xx, network), with the wait the server asked for, if any.
@@ -87,7 +87,7 @@ pub enum Attempt<T, E> {
 
 /// Why retried requests got no answer.
 #[derive(Debug)]
-pub enum Failure<E> {
+pub(crate) enum Failure<E> {
     /// An attempt failed for good.
     Fail(E),
     /// Every retry failed, or the server asked to wait longer than the policy allows.
@@ -103,7 +103,7 @@ pub enum Failure<E> {
 
 /// Makes `attempt` until it is done or fails for good, waiting between attempts as the policy
 /// says (or as the server asked), and giving up early when a stop is asked for.
-pub async fn retrying<T, E, F, Fut>(
+pub(crate) async fn retrying<T, E, F, Fut>(
     policy: &RetryPolicy,
     stop: &StopFlag,
     mut attempt: F,
@@ -147,7 +147,7 @@ where
 
 /// A response read whole.
 #[derive(Debug)]
-pub struct Answer {
+pub(crate) struct Answer {
     /// HTTP status.
     pub status: u16,
     /// `Retry-After`, if any.
@@ -158,7 +158,7 @@ pub struct Answer {
 
 impl Answer {
     /// The body as JSON; an unreadable body is worth a retry (a proxy's error page, a cut answer).
-    pub fn json<T, E>(&self) -> Result<serde_json::Value, Attempt<T, E>> {
+    pub(crate) fn json<T, E>(&self) -> Result<serde_json::Value, Attempt<T, E>> {
         serde_json::from_str(&self.body).map_err(|error| Attempt::Retry {
             why: format!("unreadable answer: {error}"),
             wait: None,
@@ -166,7 +166,7 @@ impl Answer {
     }
 
     /// The answer to a status worth retrying (429, 5xx), as an attempt.
-    pub fn retry<T, E>(&self) -> Attempt<T, E> {
+    pub(crate) fn retry<T, E>(&self) -> Attempt<T, E> {
         Attempt::Retry {
             why: format!("HTTP {}", self.status),
             wait: self.wait,
@@ -175,7 +175,7 @@ impl Answer {
 }
 
 /// Sends a request and reads the whole answer; a network failure is worth a retry.
-pub async fn send<T, E>(request: reqwest::RequestBuilder) -> Result<Answer, Attempt<T, E>> {
+pub(crate) async fn send<T, E>(request: reqwest::RequestBuilder) -> Result<Answer, Attempt<T, E>> {
     let response = request.send().await.map_err(|error| Attempt::Retry {
         why: describe(&error),
         wait: None,
@@ -187,7 +187,7 @@ pub async fn send<T, E>(request: reqwest::RequestBuilder) -> Result<Answer, Atte
 }
 
 /// A short description of a network error (no URL: it may hold a key).
-pub fn describe(error: &reqwest::Error) -> String {
+pub(crate) fn describe(error: &reqwest::Error) -> String {
     if error.is_timeout() {
         "timed out".into()
     } else if error.is_connect() {

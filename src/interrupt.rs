@@ -6,12 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 
-/// Exit code of an immediate abort on a second SIGINT (128 + SIGINT).
-pub const ABORT_EXIT_CODE: i32 = 130;
-
 /// Set when the process has been asked to stop after its current batch.
 #[derive(Debug, Clone, Default)]
-pub struct StopFlag {
+pub(crate) struct StopFlag {
     flag: Arc<AtomicBool>,
     /// A scoped flag is also raised when its parent is.
     parent: Option<Arc<AtomicBool>>,
@@ -19,12 +16,12 @@ pub struct StopFlag {
 
 impl StopFlag {
     /// A flag raised by SIGTERM and SIGINT; a SIGINT while it is raised exits at once.
-    pub fn from_signals() -> std::io::Result<Self> {
+    pub(crate) fn from_signals() -> std::io::Result<Self> {
         let flag = Self::default();
         // order matters: the conditional exit sees the flag before the first SIGINT raises it
         signal_hook::flag::register_conditional_shutdown(
             SIGINT,
-            ABORT_EXIT_CODE,
+            i32::from(crate::exit::ABORTED),
             flag.flag.clone(),
         )?;
         signal_hook::flag::register(SIGINT, flag.flag.clone())?;
@@ -34,7 +31,7 @@ impl StopFlag {
 
     /// A flag for one stage: raised when this one is, and also raisable alone (a stage that must
     /// stop itself, on an exhausted quota say, without stopping the stages after it).
-    pub fn scoped(&self) -> Self {
+    pub(crate) fn scoped(&self) -> Self {
         Self {
             flag: Arc::default(),
             parent: Some(self.flag.clone()),
@@ -42,7 +39,7 @@ impl StopFlag {
     }
 
     /// Whether a stop was asked for.
-    pub fn is_raised(&self) -> bool {
+    pub(crate) fn is_raised(&self) -> bool {
         self.flag.load(Ordering::Relaxed)
             || self
                 .parent
@@ -51,7 +48,7 @@ impl StopFlag {
     }
 
     /// Asks for a stop (tests, and stages stopping themselves).
-    pub fn raise(&self) {
+    pub(crate) fn raise(&self) {
         self.flag.store(true, Ordering::Relaxed);
     }
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 /// Writes `data` to `path` through a temporary file and a rename, creating parent directories.
-pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -16,7 +16,7 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
 }
 
 /// Writes `content` unless the file already holds exactly it; whether it wrote.
-pub fn write_if_changed(path: &Path, content: &str) -> std::io::Result<bool> {
+pub(crate) fn write_if_changed(path: &Path, content: &str) -> std::io::Result<bool> {
     if std::fs::read(path).ok().as_deref() == Some(content.as_bytes()) {
         return Ok(false);
     }

@@ -1,30 +1,27 @@
 //! `s3tally run`: every stage in order (extract, regions, coordinates, summaries, totals, and
-//! publish when asked), each incremental, with one timestamped line per stage and a final table.
+//! publish when asked), each through the one [`Stage`] contract, with one timestamped line per
+//! stage and a final table.
 //!
 //! A stage that cannot finish (stopped, quota, missing key, refused key) is reported and the later
-//! stages still run on what is there; only a stopped extraction ends the run early (exit 3).
+//! stages still run on what is there; a stage marked [`Stage::ENDS_RUN_WHEN_STOPPED`]
+//! (extraction) ends the run when it stops early, and its error ends the run too.
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
-use crate::Outcome;
-use crate::coordinates::{self, CoordinatesOptions};
-use crate::extract::{self, ExtractOptions};
-use crate::interrupt::StopFlag;
-use crate::privacy::Salt;
+use crate::coordinates::{Coordinates, CoordinatesOptions};
+use crate::extract::{Extract, ExtractOptions};
 use crate::progress::timestamped;
-use crate::publish::{self, PublishOptions};
-use crate::regions::{self, RegionsOptions};
-use crate::store::Store;
-use crate::summaries::{self, Stage, SummaryOptions};
+use crate::publish::{Publish, PublishOptions};
+use crate::regions::{Regions, RegionsOptions};
+use crate::stage::{Context, Outcome, Report, Stage, print_summary};
+use crate::summaries::{Summaries, SummaryOptions, Totals};
 
 /// What `run` needs: every stage's options.
 #[derive(Debug, Clone)]
-pub struct RunOptions {
+pub(crate) struct RunOptions {
     /// Extraction.
     pub extract: ExtractOptions,
     /// Region labels.
@@ -33,19 +30,17 @@ pub struct RunOptions {
     pub coordinates: CoordinatesOptions,
     /// Summaries and totals.
     pub summaries: SummaryOptions,
-    /// Recompute the summaries even when nothing is new.
-    pub full: bool,
     /// Publish into this repository at the end.
     pub publish: Option<PublishOptions>,
 }
 
 /// One line of the final report.
 #[derive(Debug, Clone, Tabled)]
-pub struct StageRow {
+pub(crate) struct StageRow {
     /// The stage.
     pub stage: &'static str,
-    /// done, stopped, failed, skipped.
-    pub result: String,
+    /// done, stopped, failed.
+    pub result: &'static str,
     /// What was new.
     pub new: String,
     /// How long it took.
@@ -56,205 +51,102 @@ pub struct StageRow {
 
 /// What `run` did.
 #[derive(Debug, Default)]
-pub struct RunReport {
+pub(crate) struct RunReport {
     /// One row per stage that ran.
     pub rows: Vec<StageRow>,
-    /// How the run ends.
+    /// How the run ends: the worst of its stages.
     pub outcome: Option<Outcome>,
 }
 
 impl RunReport {
     /// Failed if a stage failed, else stopped if a stage stopped, else done.
-    pub fn outcome(&self) -> Outcome {
-        if let Some(outcome) = self.outcome {
-            return outcome;
-        }
-        if self.rows.iter().any(|r| r.result == "failed") {
-            Outcome::Failed
-        } else if self.rows.iter().any(|r| r.result == "stopped") {
-            Outcome::Stopped
-        } else {
-            Outcome::Done
-        }
+    pub(crate) fn outcome(&self) -> Outcome {
+        self.outcome.unwrap_or(Outcome::Done)
     }
 
     /// The final table.
-    pub fn table(&self) -> String {
+    pub(crate) fn table(&self) -> String {
         Table::new(&self.rows).with(Style::rounded()).to_string()
     }
 
+    /// Adds a stage's row and says it on a timestamped line.
     fn add(
         &mut self,
         stage: &'static str,
-        result: &str,
+        outcome: Outcome,
         new: String,
-        started: Instant,
         pending: String,
+        started: Instant,
     ) {
         let seconds = started.elapsed().as_secs_f64();
+        let result = outcome.word();
+        let pending_text = if pending.is_empty() {
+            String::new()
+        } else {
+            format!("; pending: {pending}")
+        };
         eprintln!(
             "{}",
             timestamped(&format!(
-                "run: {stage} {result} in {seconds:.2} s: {new}{}",
-                if pending.is_empty() {
-                    String::new()
-                } else {
-                    format!("; pending: {pending}")
-                }
+                "run: {stage} {result} in {seconds:.2} s: {new}{pending_text}"
             ))
         );
+        self.outcome = Some(self.outcome().and(outcome));
         self.rows.push(StageRow {
             stage,
-            result: result.to_owned(),
+            result,
             new,
             time: format!("{seconds:.2} s"),
             pending,
         });
     }
 
-    fn failed(&mut self, stage: &'static str, error: &anyhow::Error, started: Instant) {
-        eprintln!("error: {stage}: {error:#}");
-        self.add(
-            stage,
-            "failed",
-            format!("{error:#}"),
-            started,
-            String::new(),
-        );
-    }
-}
-
-fn print(lines: Vec<String>) {
-    for line in lines {
-        eprintln!("{line}");
-    }
-}
-
-/// Runs every stage on an open store (the caller holds the writer lock).
-pub fn run(
-    store: &mut Store,
-    cache_dir: &Path,
-    salt: &Salt,
-    options: &RunOptions,
-    stop: &StopFlag,
-) -> anyhow::Result<RunReport> {
-    let mut report = RunReport::default();
-
-    let started = Instant::now();
-    let extracted = extract::extract(store, cache_dir, salt, &options.extract, stop)?;
-    print(extracted.summary());
-    let left = extracted
-        .found
-        .saturating_sub(extracted.already_extracted + extracted.extracted);
-    report.add(
-        "extract",
-        extracted.outcome().word(),
-        format!(
-            "{} files, {} requests",
-            extracted.extracted, extracted.requests
-        ),
-        started,
-        if extracted.stopped {
-            format!("{left} files")
-        } else {
-            String::new()
-        },
-    );
-    if extracted.stopped {
-        report.outcome = Some(Outcome::Stopped);
-        return Ok(report);
-    }
-
-    let started = Instant::now();
-    match regions::update_regions(store, cache_dir, &options.regions, stop) {
-        Ok(labelled) => {
-            print(labelled.summary());
-            let count: u64 = labelled.labelled.values().sum();
-            report.add(
-                "regions",
-                labelled.outcome().word(),
-                format!("{count} requesters labelled"),
-                started,
-                format!("{} requesters", labelled.still_pending),
-            );
-        }
-        Err(error) => report.failed("regions", &error, started),
-    }
-
-    let started = Instant::now();
-    match coordinates::update_coordinates(store, &options.coordinates, stop) {
-        Ok(placed) => {
-            print(placed.summary());
-            let pending = placed.need_key.len() + placed.unplaced.len();
-            report.add(
-                "coordinates",
-                placed.outcome().word(),
-                format!("{} labels geocoded", placed.geocoded),
-                started,
-                if pending > 0 {
-                    format!("{pending} labels without coordinates")
-                } else {
-                    String::new()
-                },
-            );
-        }
-        Err(error) => report.failed("coordinates", &error, started),
-    }
-
-    for stage in [Stage::Summaries, Stage::Totals] {
+    /// Runs one stage and records it; whether the later stages may run.
+    fn step<S: Stage>(
+        &mut self,
+        context: &Context<'_>,
+        options: &S::Options,
+    ) -> anyhow::Result<bool> {
         let started = Instant::now();
-        match summaries::update(store, &options.summaries, stage, options.full) {
-            Ok(written) => {
-                print(written.summary(stage.name()));
-                let new = if written.nothing_new {
-                    "nothing new".to_owned()
-                } else {
-                    format!("{} files written", written.written.len())
-                };
-                let held = written.held_back.len();
-                report.add(
-                    stage.name(),
-                    "done",
-                    new,
+        match S::run(context, options) {
+            Ok(report) => {
+                print_summary(&report);
+                let outcome = report.outcome();
+                self.add(
+                    S::NAME,
+                    outcome,
+                    report.new_work(),
+                    report.pending(),
                     started,
-                    if held > 0 {
-                        format!("{held} by_region.tsv held back")
-                    } else {
-                        String::new()
-                    },
                 );
+                Ok(!(S::ENDS_RUN_WHEN_STOPPED && outcome == Outcome::Stopped))
             }
-            Err(error) => report.failed(stage.name(), &error, started),
+            Err(error) if S::ENDS_RUN_WHEN_STOPPED => Err(error),
+            Err(error) => {
+                eprintln!("error: {}: {error:#}", S::NAME);
+                self.add(
+                    S::NAME,
+                    Outcome::Failed,
+                    format!("{error:#}"),
+                    String::new(),
+                    started,
+                );
+                Ok(true)
+            }
         }
     }
+}
 
-    if let Some(publish_options) = &options.publish {
-        let started = Instant::now();
-        match requester_ids(store).and_then(|ids| Ok(publish::publish(publish_options, &ids)?)) {
-            Ok(published) => {
-                print(published.summary());
-                let new = match &published.commit {
-                    Some(commit) => format!("commit {commit}"),
-                    None => "no change".to_owned(),
-                };
-                report.add("publish", "done", new, started, String::new());
-            }
-            Err(error) => report.failed("publish", &error, started),
-        }
+/// Runs every stage (the caller holds the writer lock).
+pub(crate) fn run(context: &Context<'_>, options: &RunOptions) -> anyhow::Result<RunReport> {
+    let mut report = RunReport::default();
+    let go_on = report.step::<Extract>(context, &options.extract)?
+        && report.step::<Regions>(context, &options.regions)?
+        && report.step::<Coordinates>(context, &options.coordinates)?
+        && report.step::<Summaries>(context, &options.summaries)?
+        && report.step::<Totals>(context, &options.summaries)?;
+    if go_on && let Some(publish) = &options.publish {
+        report.step::<Publish>(context, publish)?;
     }
     Ok(report)
-}
-
-/// Every requester's opaque id (as `dump` shows it), to make sure none is published.
-pub fn requester_ids(store: &Store) -> anyhow::Result<HashSet<String>> {
-    Ok(store
-        .requester_indexes()?
-        .into_values()
-        .map(|index| crate::dump::requester_id(&index))
-        .collect())
-}
-
-/// The summaries directory of a cache, unless another is given.
-pub fn summaries_dir(cache_dir: &Path, given: Option<PathBuf>) -> PathBuf {
-    given.unwrap_or_else(|| cache_dir.join("summaries"))
 }

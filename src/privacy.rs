@@ -1,5 +1,5 @@
-//! Requester anonymization: the secret salt, salted requester indexes, and masking of IP
-//! addresses in anything a user may read (rejected-line excerpts).
+//! Requester anonymization: the secret salt, salted requester indexes and their opaque ids, and
+//! masking of IP addresses in anything a user may read (rejected-line excerpts).
 
 use std::borrow::Cow;
 use std::fs::{self, OpenOptions};
@@ -13,15 +13,15 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 /// Environment variable that holds the salt instead of the key file.
-pub const SALT_ENV: &str = "S3TALLY_SALT";
+pub(crate) const SALT_ENV: &str = "S3TALLY_SALT";
 /// File name of the salt key inside the config directory.
-pub const SALT_FILE: &str = "salt.key";
+pub(crate) const SALT_FILE: &str = "salt.key";
 /// Shortest accepted salt given through the environment.
 const MIN_SALT_LEN: usize = 16;
 
 /// Errors while loading or creating the salt.
 #[derive(Debug, thiserror::Error)]
-pub enum SaltError {
+pub(crate) enum SaltError {
     /// The environment variable is too short to be a secret.
     #[error("{SALT_ENV} must be at least {MIN_SALT_LEN} characters (64 hex digits recommended)")]
     TooShort,
@@ -42,7 +42,7 @@ pub enum SaltError {
 
 /// The secret key under which requester IPs are hashed.
 #[derive(Clone)]
-pub struct Salt {
+pub(crate) struct Salt {
     key: Vec<u8>,
 }
 
@@ -54,14 +54,14 @@ impl std::fmt::Debug for Salt {
 
 impl Salt {
     /// A salt from its raw key bytes.
-    pub fn from_key(key: Vec<u8>) -> Self {
+    pub(crate) fn from_key(key: Vec<u8>) -> Self {
         Self { key }
     }
 
     /// The salt from `S3TALLY_SALT` if set (64 hex digits are decoded, any other text of at least
     /// 16 characters is used as it is), else from `salt.key` in `config_dir`, created on first use
     /// with 32 random bytes and mode 0600.
-    pub fn load(config_dir: &Path) -> Result<Self, SaltError> {
+    pub(crate) fn load(config_dir: &Path) -> Result<Self, SaltError> {
         if let Some(value) = std::env::var_os(SALT_ENV) {
             let value = value.to_string_lossy().trim().to_owned();
             return match hex::decode(&value) {
@@ -99,7 +99,7 @@ impl Salt {
     }
 
     /// A short public fingerprint of the salt, kept in the store to detect a changed salt.
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         let mut digest = Sha256::new();
         digest.update(b"s3tally salt fingerprint v1\0");
         digest.update(&self.key);
@@ -107,15 +107,25 @@ impl Salt {
     }
 
     /// The salted index of a requester: HMAC-SHA256 of its IP (canonical text) under the salt.
-    pub fn requester_index(&self, ip: &[u8]) -> [u8; 32] {
+    pub(crate) fn requester_index(&self, ip: &[u8]) -> [u8; 32] {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(ip);
         mac.finalize().into_bytes().into()
     }
 }
 
+/// Number of hex digits of the salted index shown as the requester's opaque id.
+const REQUESTER_ID_DIGITS: usize = 16;
+
+/// A requester's opaque id, as `dump` shows it: the first 16 hex digits of its salted index.
+pub(crate) fn requester_id(index: &[u8]) -> String {
+    let mut text = hex::encode(index);
+    text.truncate(REQUESTER_ID_DIGITS);
+    text
+}
+
 /// Replaces every IPv4 or IPv6 address in `text` with `<ip>`.
-pub fn mask_ips(text: &str) -> Cow<'_, str> {
+pub(crate) fn mask_ips(text: &str) -> Cow<'_, str> {
     static CANDIDATE: LazyLock<regex::Regex> = LazyLock::new(|| {
         regex::Regex::new(r"[0-9A-Fa-f:.]*[:.][0-9A-Fa-f:.]*").expect("valid regex")
     });
@@ -127,14 +137,14 @@ pub fn mask_ips(text: &str) -> Cow<'_, str> {
 
 /// Masks the addresses inside one run of hex digits, dots and colons.
 fn mask_candidate(run: &str) -> String {
+    static V4: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}").expect("valid regex")
+    });
     let trimmed = run.trim_matches(|c| c == '.' || c == ':');
     if trimmed.parse::<std::net::IpAddr>().is_ok() {
         return run.replace(trimmed, "<ip>");
     }
     // dotted quads inside a longer run (for example `x:192.0.2.1.`)
-    static V4: LazyLock<regex::Regex> = LazyLock::new(|| {
-        regex::Regex::new(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}").expect("valid regex")
-    });
     V4.replace_all(run, "<ip>").into_owned()
 }
 

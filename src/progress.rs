@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// A line prefixed with the current UTC time, as written to CRON logs.
-pub fn timestamped(message: &str) -> String {
+pub(crate) fn timestamped(message: &str) -> String {
     format!(
         "{} {message}",
         chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
@@ -16,7 +16,7 @@ pub fn timestamped(message: &str) -> String {
 
 /// What the amount of work is counted in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Amount {
+pub(crate) enum Amount {
     /// Bytes (shown in MB and MB/s).
     Bytes,
     /// Items with this name (for example `addresses`).
@@ -24,7 +24,7 @@ pub enum Amount {
 }
 
 /// Progress over a known number of steps (files, batches) and amount of work.
-pub struct Progress {
+pub(crate) struct Progress {
     stage: &'static str,
     steps_name: &'static str,
     amount: Amount,
@@ -38,12 +38,12 @@ pub struct Progress {
 
 impl Progress {
     /// Progress of `stage` over `total_steps` files of `total_bytes` bytes.
-    pub fn new(stage: &'static str, total_steps: u64, total_bytes: u64) -> Self {
+    pub(crate) fn new(stage: &'static str, total_steps: u64, total_bytes: u64) -> Self {
         Self::counting(stage, "files", total_steps, Amount::Bytes, total_bytes)
     }
 
     /// Progress of `stage` over `total_steps` steps named `steps_name` and `total` of `amount`.
-    pub fn counting(
+    pub(crate) fn counting(
         stage: &'static str,
         steps_name: &'static str,
         total_steps: u64,
@@ -85,47 +85,44 @@ impl Progress {
     }
 
     /// Records `steps` more steps holding `amount` more work; `detail` is shown on the log line.
-    pub fn advance(&mut self, steps: u64, amount: u64, detail: &str) {
+    pub(crate) fn advance(&mut self, steps: u64, amount: u64, detail: &str) {
         self.done_steps += steps;
         self.done += amount;
         let steps_text = format!(
             "{}/{} {}",
             self.done_steps, self.total_steps, self.steps_name
         );
-        match &self.bar {
-            Some(bar) => {
-                bar.set_message(steps_text);
-                bar.set_position(self.done);
-            }
-            None => {
-                let seconds = self.start.elapsed().as_secs_f64().max(1e-6);
-                let percent = if self.total == 0 {
-                    100.0
-                } else {
-                    100.0 * self.done as f64 / self.total as f64
-                };
-                let amount = match self.amount {
-                    Amount::Bytes => format!(
-                        "{:.1} MB ({percent:.0}%), {:.0} MB/s",
-                        self.done as f64 / 1e6,
-                        self.done as f64 / 1e6 / seconds
-                    ),
-                    Amount::Items(name) => format!(
-                        "{} {name} ({percent:.0}%), {:.0}/s",
-                        self.done,
-                        self.done as f64 / seconds
-                    ),
-                };
-                eprintln!(
-                    "{}",
-                    timestamped(&format!("{}: {steps_text}, {amount}, {detail}", self.stage))
-                );
-            }
+        if let Some(bar) = &self.bar {
+            bar.set_message(steps_text);
+            bar.set_position(self.done);
+        } else {
+            let seconds = self.start.elapsed().as_secs_f64().max(1e-6);
+            let percent = if self.total == 0 {
+                100.0
+            } else {
+                100.0 * self.done as f64 / self.total as f64
+            };
+            let amount = match self.amount {
+                Amount::Bytes => format!(
+                    "{:.1} MB ({percent:.0}%), {:.0} MB/s",
+                    self.done as f64 / 1e6,
+                    self.done as f64 / 1e6 / seconds
+                ),
+                Amount::Items(name) => format!(
+                    "{} {name} ({percent:.0}%), {:.0}/s",
+                    self.done,
+                    self.done as f64 / seconds
+                ),
+            };
+            eprintln!(
+                "{}",
+                timestamped(&format!("{}: {steps_text}, {amount}, {detail}", self.stage))
+            );
         }
     }
 
     /// Removes the bar.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

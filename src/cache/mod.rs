@@ -1,0 +1,124 @@
+//! The cache directory: what lives where inside it, and the writer lock that lets one s3tally
+//! write to it at a time.
+//!
+//! ```text
+//! <cache>/s3tally.sqlite        the store (with -wal and -shm beside it)
+//! <cache>/writer.lock           the writer's PID, locked while it runs
+//! <cache>/rejects.tsv           the first rejected lines of each log file, IPs masked
+//! <cache>/regions-refresh.log   labels changed by `update regions --refresh`
+//! <cache>/ranges/               downloaded range lists
+//! <cache>/summaries/            the default output directory
+//! ```
+
+mod lock;
+
+use std::path::{Path, PathBuf};
+
+pub(crate) use lock::{StopOutcome, WriterLock, stop_writer};
+
+/// File name of the store.
+const STORE_FILE: &str = "s3tally.sqlite";
+/// File name of the writer lock.
+const LOCK_FILE: &str = "writer.lock";
+/// File name of the rejects report.
+pub(crate) const REJECTS_REPORT: &str = "rejects.tsv";
+/// File name of the refresh log.
+pub(crate) const REFRESH_LOG: &str = "regions-refresh.log";
+
+/// A cache directory whose location is known (it may not exist yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Cache {
+    dir: PathBuf,
+}
+
+/// The cache directory cannot be created.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot create cache directory {path} (choose another with --cache or S3TALLY_CACHE): {source}"
+)]
+pub(crate) struct CreateError {
+    /// The cache directory.
+    pub path: PathBuf,
+    /// The underlying error.
+    pub source: std::io::Error,
+}
+
+impl Cache {
+    /// The cache in `dir`, which is not touched.
+    pub(crate) fn at(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// Creates the directory if needed (the only place that does).
+    pub(crate) fn create(&self) -> Result<(), CreateError> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| CreateError {
+            path: self.dir.clone(),
+            source,
+        })
+    }
+
+    /// The directory itself.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The store's database file.
+    pub(crate) fn store_file(&self) -> PathBuf {
+        self.dir.join(STORE_FILE)
+    }
+
+    /// Whether a store was created here.
+    pub(crate) fn has_store(&self) -> bool {
+        self.store_file().exists()
+    }
+
+    /// The writer lock file.
+    pub(crate) fn lock_file(&self) -> PathBuf {
+        self.dir.join(LOCK_FILE)
+    }
+
+    /// The rejects report.
+    pub(crate) fn rejects_report(&self) -> PathBuf {
+        self.dir.join(REJECTS_REPORT)
+    }
+
+    /// The log of labels changed by a refresh.
+    pub(crate) fn refresh_log(&self) -> PathBuf {
+        self.dir.join(REFRESH_LOG)
+    }
+
+    /// Where a downloaded range list is kept.
+    pub(crate) fn range_list(&self, file_name: &str) -> PathBuf {
+        self.dir.join("ranges").join(file_name)
+    }
+
+    /// The summaries directory: `given` when set, else `summaries` in the cache.
+    pub(crate) fn summaries_dir(&self, given: Option<&Path>) -> PathBuf {
+        given.map_or_else(|| self.dir.join("summaries"), Path::to_path_buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_is_under_the_directory_and_creation_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path().join("a/b"));
+        assert!(!cache.has_store());
+        cache.create().unwrap();
+        cache.create().unwrap();
+        assert!(cache.dir().is_dir());
+        assert_eq!(cache.store_file(), dir.path().join("a/b/s3tally.sqlite"));
+        assert_eq!(
+            cache.range_list("aws.json"),
+            dir.path().join("a/b/ranges/aws.json")
+        );
+        assert_eq!(cache.summaries_dir(None), dir.path().join("a/b/summaries"));
+        assert_eq!(
+            cache.summaries_dir(Some(Path::new("/out"))),
+            PathBuf::from("/out")
+        );
+    }
+}

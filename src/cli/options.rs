@@ -1,0 +1,287 @@
+//! Option groups shared by several commands (clap `flatten`), and their conversion into each
+//! stage's options. Conversion is pure: it reads neither the environment nor the disk beyond
+//! checking that given directories exist; what comes from the environment arrives in [`Secrets`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use ipnet::IpNet;
+
+use crate::cache::Cache;
+use crate::coordinates::{CoordinatesOptions, opencage};
+use crate::exit::UsageError;
+use crate::extract::ExtractOptions;
+use crate::http::RetryPolicy;
+use crate::logs::{Exclusion, parse_ip_or_network};
+use crate::privacy::Salt;
+use crate::regions::ranges::Service;
+use crate::regions::{RegionsOptions, ipinfo, todays_partition};
+use crate::summaries::SummaryOptions;
+use crate::summaries::disclosure::Privacy;
+use crate::summaries::grouping::Grouping;
+
+/// What comes from the environment: API keys and range-list URLs, read once.
+#[derive(Debug, Clone)]
+pub(super) struct Secrets {
+    /// `IPINFO_API_KEY`.
+    pub ipinfo_key: Option<String>,
+    /// `OPENCAGE_API_KEY`.
+    pub opencage_key: Option<String>,
+    /// Where each range list is downloaded from, in `Service::ALL` order.
+    pub range_urls: [String; 4],
+}
+
+impl Secrets {
+    /// Reads the environment.
+    pub(super) fn from_env() -> Self {
+        Self {
+            ipinfo_key: std::env::var(ipinfo::KEY_ENV).ok(),
+            opencage_key: std::env::var(opencage::KEY_ENV).ok(),
+            range_urls: Service::ALL.map(|service| {
+                std::env::var(service.url_env())
+                    .unwrap_or_else(|_| service.default_url().to_owned())
+            }),
+        }
+    }
+}
+
+/// Checks that every directory exists (bad usage otherwise).
+pub(super) fn check_dirs(what: &str, dirs: &[PathBuf]) -> Result<(), UsageError> {
+    match dirs.iter().find(|dir| !dir.is_dir()) {
+        Some(dir) => Err(UsageError(format!(
+            "{what} {} does not exist or is not a directory",
+            dir.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Requesters to leave out (shared by `extract`, `run` and `validate`).
+#[derive(Debug, Args, Clone)]
+pub struct ExclusionArgs {
+    /// Leave out requests from this IP address or CIDR range (repeatable), e.g. the archive's own servers.
+    #[arg(long, value_name = "IP|CIDR", value_parser = parse_ip_or_network)]
+    pub exclude_ip: Vec<IpNet>,
+    /// Leave out requests whose remote IP (as written in the log) matches this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub exclude_ip_regex: Option<regex::Regex>,
+}
+
+impl ExclusionArgs {
+    /// The exclusion these options describe.
+    pub(super) fn exclusion(&self) -> Exclusion {
+        Exclusion {
+            networks: self.exclude_ip.clone(),
+            pattern: self.exclude_ip_regex.clone(),
+        }
+    }
+}
+
+/// How extraction reads and batches (shared by `extract` and `run`).
+#[derive(Debug, Args, Clone)]
+pub struct ExtractTuning {
+    #[command(flatten)]
+    pub exclusion: ExclusionArgs,
+    /// Commit a batch once it holds this many MB of log files.
+    #[arg(long, default_value_t = 256, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_mb: u64,
+    /// Commit a batch once it holds this many files.
+    #[arg(long, default_value_t = 5000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_files: u32,
+    /// Worker threads for parsing [default: one per core].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+impl ExtractTuning {
+    /// The extract stage's options for these log directories (which must exist).
+    pub(super) fn options(
+        &self,
+        log_dirs: &[PathBuf],
+        salt: Salt,
+    ) -> Result<ExtractOptions, UsageError> {
+        check_dirs("log directory", log_dirs)?;
+        Ok(ExtractOptions {
+            log_dirs: log_dirs.to_vec(),
+            exclusion: self.exclusion.exclusion(),
+            batch_bytes: self.batch_mb * 1_000_000,
+            batch_files: self.batch_files as usize,
+            salt,
+        })
+    }
+}
+
+/// Timeouts and retries of the external services (shared by `update regions`, `update
+/// coordinates` and `run`).
+#[derive(Debug, Args, Clone)]
+pub struct NetworkArgs {
+    /// Timeout of one HTTP request, in seconds.
+    #[arg(long, default_value_t = 20, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Retries of a failed request (429, 5xx, network errors), with exponential backoff.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub retries: u32,
+    /// First retry wait in milliseconds (doubled at each retry).
+    #[arg(long, default_value_t = 1000, hide = true)]
+    pub retry_base_ms: u64,
+}
+
+impl NetworkArgs {
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout.max(1))
+    }
+
+    fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            retries: self.retries,
+            base: Duration::from_millis(self.retry_base_ms),
+            ..RetryPolicy::default()
+        }
+    }
+}
+
+/// How regions are resolved (shared by `update regions` and `run`).
+#[derive(Debug, Args, Clone)]
+pub struct RegionsTuning {
+    /// Read the range lists from this directory (github.json, aws.json, gcp.json, vpn.txt) instead
+    /// of downloading them.
+    #[arg(long, value_name = "DIR")]
+    pub ranges_dir: Option<PathBuf>,
+    /// Base URL of ipinfo.
+    #[arg(long, env = ipinfo::URL_ENV, default_value = ipinfo::DEFAULT_URL, value_name = "URL")]
+    pub ipinfo_url: String,
+    /// Keep the raw IPs of resolved requesters (needed by --refresh); off by default, and without
+    /// it any kept IPs are deleted.
+    #[arg(long)]
+    pub keep_ips: bool,
+    /// Also ask again for today's 1/90 of the requesters whose IP is kept (so 90 daily runs cover
+    /// them all); changed labels are logged in regions-refresh.log in the cache.
+    #[arg(long, requires = "keep_ips")]
+    pub refresh: bool,
+    /// ipinfo requests in flight.
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub concurrency: u16,
+    /// Addresses per ipinfo request (at most 1000).
+    #[arg(long, default_value_t = 1000, hide = true, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub batch_size: u16,
+    /// Which of the 90 refresh shares to ask for [default: today's].
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(0..90))]
+    pub refresh_partition: Option<u64>,
+}
+
+impl RegionsTuning {
+    /// The regions stage's options.
+    pub(super) fn options(
+        &self,
+        network: &NetworkArgs,
+        secrets: &Secrets,
+    ) -> Result<RegionsOptions, UsageError> {
+        if let Some(dir) = &self.ranges_dir {
+            check_dirs("ranges directory", std::slice::from_ref(dir))?;
+        }
+        Ok(RegionsOptions {
+            ranges_dir: self.ranges_dir.clone(),
+            range_urls: secrets.range_urls.clone(),
+            ipinfo_url: self.ipinfo_url.clone(),
+            ipinfo_key: secrets.ipinfo_key.clone(),
+            batch_size: usize::from(self.batch_size),
+            concurrency: usize::from(self.concurrency),
+            timeout: network.timeout(),
+            policy: network.policy(),
+            keep_ips: self.keep_ips,
+            refresh_partition: self
+                .refresh
+                .then(|| self.refresh_partition.unwrap_or_else(todays_partition)),
+        })
+    }
+}
+
+/// The geocoder (shared by `update coordinates` and `run`).
+#[derive(Debug, Args, Clone)]
+pub struct GeocoderArgs {
+    /// Base URL of OpenCage.
+    #[arg(long, env = opencage::URL_ENV, default_value = opencage::DEFAULT_URL, value_name = "URL")]
+    pub opencage_url: String,
+}
+
+impl GeocoderArgs {
+    /// The coordinates stage's options, writing into `output_dir`.
+    pub(super) fn options(
+        &self,
+        output_dir: PathBuf,
+        network: &NetworkArgs,
+        secrets: &Secrets,
+    ) -> CoordinatesOptions {
+        CoordinatesOptions {
+            output_dir,
+            opencage_url: self.opencage_url.clone(),
+            opencage_key: secrets.opencage_key.clone(),
+            timeout: network.timeout(),
+            policy: network.policy(),
+        }
+    }
+}
+
+/// Options of `update summaries`, `update totals` and the same stages in `run`.
+#[derive(Debug, Args, Clone)]
+pub struct SummaryArgs {
+    /// Where the summaries go [default: <cache>/summaries].
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// How many leading segments of an object key name its dataset.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub dataset_depth: u16,
+    /// Count every key below PREFIX<id>/ as the one asset <id> (repeatable), e.g. zarr/.
+    #[arg(long, value_name = "PREFIX")]
+    pub collapse_prefix: Vec<String>,
+    /// Counts below this are written `<N>`.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub privacy_minimum: u64,
+    /// Other counts are rounded to the nearest multiple of this.
+    #[arg(long, default_value_t = 20, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub round_to: u64,
+    /// Rewrite a by_region.tsv only when more than N resolved regions changed (0: always).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub region_threshold: usize,
+    /// Only these datasets (repeatable).
+    #[arg(long, value_name = "DATASET")]
+    pub pick: Vec<String>,
+    /// Not these datasets (repeatable).
+    #[arg(long, value_name = "DATASET")]
+    pub skip: Vec<String>,
+    /// Recompute even when nothing was extracted or labelled since the last run.
+    #[arg(long)]
+    pub full: bool,
+}
+
+impl SummaryArgs {
+    /// The summaries and totals stages' options, writing under the cache unless `--output`.
+    pub(super) fn options(&self, cache: &Cache) -> SummaryOptions {
+        SummaryOptions {
+            output_dir: cache.summaries_dir(self.output.as_deref()),
+            grouping: Grouping {
+                dataset_depth: usize::from(self.dataset_depth),
+                collapse_prefixes: self.collapse_prefix.clone(),
+                pick: self.pick.clone(),
+                skip: self.skip.clone(),
+            },
+            privacy: Privacy {
+                minimum: self.privacy_minimum,
+                round_to: self.round_to,
+            },
+            region_threshold: self.region_threshold,
+            full: self.full,
+        }
+    }
+}
+
+/// Warns, once, that these summaries must not be published.
+pub(super) fn warn_if_exact(options: &SummaryOptions) {
+    if options.privacy.is_exact() {
+        eprintln!(
+            "warning: --privacy-minimum {} --round-to {} writes exact counts: for internal use, do not publish",
+            options.privacy.minimum, options.privacy.round_to
+        );
+    }
+}

@@ -1,0 +1,281 @@
+//! The pipeline's commands: `run`, `extract`, `update ...`, `validate`, `publish`. Each converts
+//! its arguments into the stage's options, opens the cache and runs the stage through the one
+//! stage contract.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+
+use super::options::{
+    ExclusionArgs, ExtractTuning, GeocoderArgs, NetworkArgs, RegionsTuning, Secrets, SummaryArgs,
+    check_dirs, warn_if_exact,
+};
+use super::{Place, Writing, print_out};
+use crate::cache::Cache;
+use crate::coordinates::Coordinates;
+use crate::extract::Extract;
+use crate::interrupt::StopFlag;
+use crate::pipeline::{self, RunOptions};
+use crate::privacy::Salt;
+use crate::publish::{Publish, PublishOptions};
+use crate::regions::Regions;
+use crate::stage::{Context, Outcome, Report, Stage, print_summary};
+use crate::store::Store;
+use crate::summaries::{Summaries, Totals};
+use crate::validate::{Check, Validate, ValidateOptions};
+
+/// Options of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Directories holding S3 access-log files (searched recursively).
+    #[arg(required = true, value_name = "LOG_DIR")]
+    pub log_dirs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub extract: ExtractTuning,
+    #[command(flatten)]
+    pub regions: RegionsTuning,
+    #[command(flatten)]
+    pub geocoder: GeocoderArgs,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    #[command(flatten)]
+    pub summaries: SummaryArgs,
+    /// At the end, publish into this git working tree (see `publish`).
+    #[arg(long, value_name = "REPO_DIR")]
+    pub publish: Option<PathBuf>,
+    /// With --publish, push the commit to the configured remote.
+    #[arg(long, requires = "publish")]
+    pub push: bool,
+    /// When another s3tally holds the cache, wait for it instead of exiting 1.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// Options of `extract`.
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// Directories holding S3 access-log files (searched recursively).
+    #[arg(required = true, value_name = "LOG_DIR")]
+    pub log_dirs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub tuning: ExtractTuning,
+}
+
+/// `update` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum UpdateCommand {
+    /// Give every requester waiting for one a region label, then delete its raw IP.
+    ///
+    /// First match wins: `unknown` (unparsable address), `bogon` (not globally routable), a known
+    /// service from its published ranges (`GitHub`, `AWS/<region>`, `GCP/<scope>`, `VPN`), else
+    /// ipinfo (`CC/Region` or `CC`; needs IPINFO_API_KEY). Range lists are downloaded and cached for
+    /// 7 days (URLs from S3TALLY_GITHUB_RANGES_URL, S3TALLY_AWS_RANGES_URL, S3TALLY_GCP_RANGES_URL,
+    /// S3TALLY_VPN_RANGES_URL) unless --ranges-dir is given. Every answered ipinfo batch is committed
+    /// at once; on an exhausted quota or after the retries the stage stops with exit 3 and the rest
+    /// stays pending for the next run.
+    Regions(RegionsArgs),
+    /// Give every region label a latitude and longitude and write region_codes_to_coordinates.yaml.
+    ///
+    /// Labels come from the store and from the by_region.tsv summaries. The built-in table (cloud
+    /// regions, labels geocoders get wrong) comes first, then earlier answers, then OpenCage
+    /// (needs OPENCAGE_API_KEY), searched in the label's country; every answer is cached, so a
+    /// label is geocoded once, ever. Labels without a place (bogon, unknown, missing, VPN, GitHub)
+    /// get null coordinates and are never sent.
+    Coordinates(CoordinatesArgs),
+    /// Write the summaries: per dataset by_day.tsv, by_asset.tsv, by_region.tsv and
+    /// requester_count.tsv, and archive/by_day.tsv, by_region.tsv, requester_count.tsv.
+    ///
+    /// Figures come from the exact per-request data. Counts (requests, downloads, views,
+    /// requesters) below --privacy-minimum are written `<50`, the others rounded to --round-to;
+    /// bytes are exact. A by_region.tsv is rewritten only when more than --region-threshold
+    /// resolved regions changed. A file whose content did not change is not rewritten.
+    Summaries(SummaryArgs),
+    /// Write totals.json (by dataset) and archive_totals.json, private like the summaries.
+    Totals(SummaryArgs),
+}
+
+/// Options of `update regions`.
+#[derive(Debug, Args)]
+pub struct RegionsArgs {
+    #[command(flatten)]
+    pub tuning: RegionsTuning,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+}
+
+/// Options of `update coordinates`.
+#[derive(Debug, Args)]
+pub struct CoordinatesArgs {
+    /// The summaries directory, where the file is written [default: <cache>/summaries].
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub geocoder: GeocoderArgs,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+}
+
+/// Options of `validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Directories holding S3 access-log files (searched recursively).
+    #[arg(required = true, value_name = "LOG_DIR")]
+    pub log_dirs: Vec<PathBuf>,
+    /// Run only this check (repeatable) [default: all].
+    #[arg(long = "check", value_name = "NAME", value_parser = Check::from_name)]
+    pub checks: Vec<Check>,
+    /// Validate a random sample of N files not validated yet.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    #[command(flatten)]
+    pub exclusion: ExclusionArgs,
+}
+
+/// Options of `publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The git working tree to publish into.
+    #[arg(value_name = "REPO_DIR")]
+    pub repo: PathBuf,
+    /// The summaries directory to publish [default: <cache>/summaries].
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Copy the files but do not commit.
+    #[arg(long)]
+    pub no_commit: bool,
+    /// Push the commit to the configured remote.
+    #[arg(long, conflicts_with = "no_commit")]
+    pub push: bool,
+}
+
+/// The publish stage's options.
+fn publish_options(
+    repo: PathBuf,
+    summaries_dir: PathBuf,
+    commit: bool,
+    push: bool,
+) -> PublishOptions {
+    PublishOptions {
+        repo,
+        summaries_dir,
+        content_dir: "content".into(),
+        commit,
+        push,
+    }
+}
+
+/// Sets the number of parsing threads, when given.
+fn configure_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    if let Some(threads) = threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .context("cannot start worker threads")?;
+    }
+    Ok(())
+}
+
+/// `s3tally run`.
+pub(super) fn run(place: &Place, args: RunArgs) -> anyhow::Result<Outcome> {
+    let cache = place.cache()?;
+    let secrets = Secrets::from_env();
+    let summaries = args.summaries.options(&cache);
+    warn_if_exact(&summaries);
+    check_dirs("log directory", &args.log_dirs)?;
+    let extract = args
+        .extract
+        .options(&args.log_dirs, Salt::load(&place.config_dir)?)?;
+    let options = RunOptions {
+        extract,
+        regions: args.regions.options(&args.network, &secrets)?,
+        coordinates: args
+            .geocoder
+            .options(summaries.output_dir.clone(), &args.network, &secrets),
+        publish: args
+            .publish
+            .map(|repo| publish_options(repo, summaries.output_dir.clone(), true, args.push)),
+        summaries,
+    };
+    configure_threads(args.extract.threads)?;
+    let writing = Writing::open(cache, args.wait)?;
+    let report = pipeline::run(&writing.context(), &options)?;
+    print_out(|out| writeln!(out, "{}", report.table()))?;
+    Ok(report.outcome())
+}
+
+/// `s3tally extract`.
+pub(super) fn extract(place: &Place, args: &ExtractArgs) -> anyhow::Result<Outcome> {
+    let cache = place.cache()?;
+    check_dirs("log directory", &args.log_dirs)?;
+    let options = args
+        .tuning
+        .options(&args.log_dirs, Salt::load(&place.config_dir)?)?;
+    configure_threads(args.tuning.threads)?;
+    Writing::open(cache, false)?.run_stage::<Extract>(&options)
+}
+
+/// `s3tally update ...`.
+pub(super) fn update(place: &Place, command: UpdateCommand) -> anyhow::Result<Outcome> {
+    let cache = place.cache()?;
+    let secrets = Secrets::from_env();
+    match command {
+        UpdateCommand::Regions(args) => {
+            let options = args.tuning.options(&args.network, &secrets)?;
+            Writing::open_existing(cache)?.run_stage::<Regions>(&options)
+        }
+        UpdateCommand::Coordinates(args) => {
+            let output = cache.summaries_dir(args.output.as_deref());
+            let options = args.geocoder.options(output, &args.network, &secrets);
+            Writing::open_existing(cache)?.run_stage::<Coordinates>(&options)
+        }
+        UpdateCommand::Summaries(args) => {
+            let options = args.options(&cache);
+            warn_if_exact(&options);
+            Writing::open_existing(cache)?.run_stage::<Summaries>(&options)
+        }
+        UpdateCommand::Totals(args) => {
+            let options = args.options(&cache);
+            warn_if_exact(&options);
+            Writing::open_existing(cache)?.run_stage::<Totals>(&options)
+        }
+    }
+}
+
+/// `s3tally validate`: violations and the table on standard output.
+pub(super) fn validate(place: &Place, args: ValidateArgs) -> anyhow::Result<Outcome> {
+    let cache = place.cache()?;
+    check_dirs("log directory", &args.log_dirs)?;
+    let options = ValidateOptions {
+        log_dirs: args.log_dirs,
+        checks: args.checks,
+        exclusion: args.exclusion.exclusion(),
+        limit: args.limit,
+    };
+    let writing = Writing::open(cache, false)?;
+    let report = Validate::run(&writing.context(), &options)?;
+    print_out(|out| report.write_to(out))?;
+    print_summary(&report);
+    Ok(report.outcome())
+}
+
+/// `s3tally publish`: reads the store (for the requester ids to refuse) without the writer lock.
+pub(super) fn publish(place: &Place, args: &PublishArgs) -> anyhow::Result<Outcome> {
+    let cache: Cache = place.cache()?;
+    let store = Store::open_existing(&cache)?;
+    let options = publish_options(
+        args.repo.clone(),
+        cache.summaries_dir(args.output.as_deref()),
+        !args.no_commit,
+        args.push,
+    );
+    let stop = StopFlag::default();
+    let context = Context {
+        store: &store,
+        cache: &cache,
+        stop: &stop,
+    };
+    let report = Publish::run(&context, &options)?;
+    print_summary(&report);
+    Ok(report.outcome())
+}

@@ -1,0 +1,127 @@
+//! Parsing one log file's content into its requests, with object keys and remote IPs interned
+//! per file so that the writer resolves each once.
+
+use rustc_hash::FxHashMap;
+
+use crate::logs::excerpt;
+use crate::logs::parser::{self, Line};
+use crate::store::REJECTS_KEPT_PER_FILE;
+
+/// One file's requests, before the store's ids are known.
+#[derive(Debug, Default)]
+pub(crate) struct ParsedFile {
+    /// Distinct object keys, indexed by `LocalRequest::key`.
+    pub keys: Vec<Vec<u8>>,
+    /// Distinct remote IPs as written, indexed by `LocalRequest::ip`.
+    pub ips: Vec<Vec<u8>>,
+    /// The GET-2xx requests.
+    pub requests: Vec<LocalRequest>,
+    /// Lines read.
+    pub lines: u64,
+    /// Lines rejected.
+    pub rejected: u64,
+    /// The first rejected lines: line number, reason, masked excerpt.
+    pub rejects: Vec<(u64, String, String)>,
+}
+
+/// A request whose key and IP are indexes into its file's tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LocalRequest {
+    /// Index into `ParsedFile::keys`.
+    pub key: u32,
+    /// Index into `ParsedFile::ips`.
+    pub ip: u32,
+    /// Seconds since the Unix epoch, UTC.
+    pub time: i64,
+    /// HTTP status.
+    pub status: u16,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+}
+
+/// Parses the content of one log file.
+pub(crate) fn parse_log(data: &[u8]) -> ParsedFile {
+    let mut parsed = ParsedFile::default();
+    let mut keys: FxHashMap<&[u8], u32> = FxHashMap::default();
+    let mut ips: FxHashMap<&[u8], u32> = FxHashMap::default();
+    let body = data.strip_suffix(b"\n").unwrap_or(data);
+    if data.is_empty() {
+        return parsed;
+    }
+    for (index, line) in body.split(|&byte| byte == b'\n').enumerate() {
+        parsed.lines += 1;
+        match parser::parse_line(line) {
+            Line::Get(request) => {
+                let key = intern(&mut keys, request.key);
+                let ip = intern(&mut ips, request.remote_ip);
+                parsed.requests.push(LocalRequest {
+                    key,
+                    ip,
+                    time: request.time,
+                    status: request.status,
+                    bytes_sent: request.bytes_sent,
+                });
+            }
+            Line::Skipped => {}
+            Line::Rejected(reason) => {
+                parsed.rejected += 1;
+                if parsed.rejects.len() < REJECTS_KEPT_PER_FILE {
+                    parsed
+                        .rejects
+                        .push((index as u64 + 1, reason.to_string(), excerpt(line)));
+                }
+            }
+        }
+    }
+    parsed.keys = invert(keys);
+    parsed.ips = invert(ips);
+    parsed
+}
+
+/// The index of `value` in the table, adding it if new.
+fn intern<'a>(table: &mut FxHashMap<&'a [u8], u32>, value: &'a [u8]) -> u32 {
+    let next = u32::try_from(table.len()).expect("fewer than 4 billion distinct values per file");
+    *table.entry(value).or_insert(next)
+}
+
+fn invert(interned: FxHashMap<&[u8], u32>) -> Vec<Vec<u8>> {
+    let mut table = vec![Vec::new(); interned.len()];
+    for (bytes, index) in interned {
+        table[index as usize] = bytes.to_vec();
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_log_interns_keys_and_counts_lines() {
+        let line = |key: &str, ip: &str| {
+            format!(
+                "o b [01/Jan/2020:00:00:00 +0000] {ip} - ID REST.GET.OBJECT {key} \"GET /{key} HTTP/1.1\" 200 - 5 5 1 1 \"-\" \"-\" -\n"
+            )
+        };
+        let text = format!(
+            "{}{}{}garbage 192.0.2.9\n\n{}",
+            line("a", "192.0.2.1"),
+            line("b", "192.0.2.1"),
+            line("a", "192.0.2.2"),
+            line("a", "192.0.2.1").trim_end()
+        );
+        let parsed = parse_log(text.as_bytes());
+        assert_eq!(parsed.lines, 6);
+        assert_eq!(parsed.requests.len(), 4);
+        assert_eq!(parsed.keys.len(), 2);
+        assert_eq!(parsed.ips.len(), 2);
+        assert_eq!(parsed.rejected, 1);
+        let (line_number, _, excerpt) = &parsed.rejects[0];
+        assert_eq!(*line_number, 4);
+        assert_eq!(excerpt, "garbage <ip>");
+        assert_eq!(parse_log(b"").lines, 0);
+        // a truncated remote IP is masked too
+        let cut = parse_log(b"o b [01/Jan/2020:00:00:00 +0000] 2001:db8:18f4");
+        assert_eq!(cut.rejects[0].2, "o b [01/Jan/2020:00:00:00 +0000] <ip>");
+    }
+}

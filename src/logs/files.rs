@@ -1,0 +1,228 @@
+//! Finding S3 access-log files under a directory, and reading one (plain or gzip).
+//!
+//! A log file is named `[prefix]YYYY-MM-DD-hh-mm-ss-UNIQUE` (optionally `.gz`), in a flat layout or
+//! the date-partitioned one (`.../YYYY/MM/DD/YYYY-MM-DD-...`); anything else is ignored and counted.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// What identifies a log file in the store, so that it is extracted once: today its path
+/// relative to the log directory it was found in, without `.gz`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct LogIdentity(pub String);
+
+/// A log file found under a log directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LogFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Path relative to the log directory, `/`-separated: the file's identity in the store.
+    pub relative: String,
+    /// Size in bytes on disk.
+    pub size: u64,
+}
+
+impl LogFile {
+    /// Whether the file is gzip-compressed (by its name).
+    #[allow(
+        clippy::case_sensitive_file_extension_comparisons,
+        reason = "S3 names compressed logs `.gz`; `is_log_name` matches the same case"
+    )]
+    pub(crate) fn is_gzip(&self) -> bool {
+        self.relative.ends_with(".gz")
+    }
+
+    /// The file's identity in the store: its relative path without `.gz`, so that compressing a
+    /// log after it was extracted does not make it new.
+    pub(crate) fn identity(&self) -> LogIdentity {
+        LogIdentity(
+            self.relative
+                .strip_suffix(".gz")
+                .unwrap_or(&self.relative)
+                .to_owned(),
+        )
+    }
+
+    /// Reads the whole file, decompressed.
+    pub(crate) fn read(&self) -> std::io::Result<Vec<u8>> {
+        if self.is_gzip() {
+            let file = std::fs::File::open(&self.path)?;
+            let mut data = Vec::with_capacity(self.size as usize * 4);
+            flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file))
+                .read_to_end(&mut data)?;
+            Ok(data)
+        } else {
+            std::fs::read(&self.path)
+        }
+    }
+}
+
+/// A log file that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FailedFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub error: String,
+}
+
+impl FailedFile {
+    /// Failed files from (path, error) pairs.
+    pub(crate) fn all(unreadable: Vec<(PathBuf, String)>) -> Vec<FailedFile> {
+        unreadable
+            .into_iter()
+            .map(|(path, error)| FailedFile { path, error })
+            .collect()
+    }
+}
+
+/// Errors finding log files.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DiscoverError {
+    /// The log directory does not exist or is not a directory.
+    #[error("log directory {0} does not exist or is not a directory")]
+    NotADirectory(PathBuf),
+}
+
+/// What a directory holds.
+#[derive(Debug, Default)]
+pub(crate) struct Discovery {
+    /// Log files, sorted by relative path.
+    pub files: Vec<LogFile>,
+    /// Files that are not log files.
+    pub ignored: u64,
+    /// Entries that could not be read (path and error).
+    pub unreadable: Vec<(PathBuf, String)>,
+}
+
+/// Whether a file name is an S3 access-log name.
+pub(crate) fn is_log_name(name: &str) -> bool {
+    static NAME: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"\d{4}-\d{1,2}-\d{1,2}-\d{1,2}-\d{1,2}-\d{1,2}-[0-9A-Za-z]{1,64}(\.gz)?$")
+            .expect("valid regex")
+    });
+    NAME.is_match(name)
+}
+
+/// Finds every log file under `root`, recursively.
+pub(crate) fn discover(root: &Path) -> Result<Discovery, DiscoverError> {
+    if !root.is_dir() {
+        return Err(DiscoverError::NotADirectory(root.to_path_buf()));
+    }
+    let mut found = Discovery::default();
+    for entry in walkdir::WalkDir::new(root).follow_links(true) {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(error) => {
+                let path = error.path().unwrap_or(root).to_path_buf();
+                found.unreadable.push((path, error.to_string()));
+                continue;
+            }
+        };
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy();
+        if !is_log_name(&name) {
+            found.ignored += 1;
+            continue;
+        }
+        let size = match entry.metadata() {
+            Ok(meta) => meta.len(),
+            Err(error) => {
+                found
+                    .unreadable
+                    .push((entry.path().to_path_buf(), error.to_string()));
+                continue;
+            }
+        };
+        let relative = entry
+            .path()
+            .strip_prefix(root)
+            .unwrap_or(entry.path())
+            .components()
+            .map(|part| part.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        found.files.push(LogFile {
+            path: entry.path().to_path_buf(),
+            relative,
+            size,
+        });
+    }
+    found.files.sort_by(|a, b| a.relative.cmp(&b.relative));
+    Ok(found)
+}
+
+/// Finds every log file under each directory, in order; the files of each directory sorted.
+pub(crate) fn discover_all(roots: &[PathBuf]) -> Result<Discovery, DiscoverError> {
+    let mut all = Discovery::default();
+    for root in roots {
+        let found = discover(root)?;
+        all.files.extend(found.files);
+        all.ignored += found.ignored;
+        all.unreadable.extend(found.unreadable);
+    }
+    Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_names() {
+        for name in [
+            "2020-01-01-05-06-35-0123456789ABCDEF",
+            "2019-03-23-5-3-7-06F355AC7BE5C237",
+            "2020-01-01-05-06-35-0123456789ABCDEF.gz",
+            "logs-2020-01-01-05-06-35-0123456789ABCDEF",
+        ] {
+            assert!(is_log_name(name), "{name}");
+        }
+        for name in [
+            "README.md",
+            "2020-01-01",
+            "2020-01-01-05-06-35-",
+            "x.gz",
+            "2020-01-01-05-06-35-ABC.txt",
+        ] {
+            assert!(!is_log_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn finds_flat_nested_and_gzip_files_and_counts_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("2020/01/02")).unwrap();
+        std::fs::write(root.join("2020-01-01-05-06-35-0123456789ABCDEF"), "a").unwrap();
+        std::fs::write(
+            root.join("2020/01/02/2020-01-02-00-00-00-FEDCBA9876543210"),
+            "bb",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("2020/01/02/2020-01-02-01-00-00-FEDCBA9876543210.gz"),
+            "c",
+        )
+        .unwrap();
+        std::fs::write(root.join("notes.txt"), "x").unwrap();
+        let found = discover(root).unwrap();
+        let names: Vec<_> = found.files.iter().map(|f| f.relative.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "2020-01-01-05-06-35-0123456789ABCDEF",
+                "2020/01/02/2020-01-02-00-00-00-FEDCBA9876543210",
+                "2020/01/02/2020-01-02-01-00-00-FEDCBA9876543210.gz",
+            ]
+        );
+        assert_eq!(found.files[1].size, 2);
+        assert_eq!(found.ignored, 1);
+        assert!(discover(&root.join("missing")).is_err());
+    }
+}

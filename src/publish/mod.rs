@@ -1,0 +1,256 @@
+//! The publish stage: copy the summaries, totals and coordinates into a git working tree and
+//! commit what changed, after checking that nothing in them identifies a requester.
+//!
+//! Layout in the repository (under `content/` by default):
+//!
+//! ```text
+//! content/summaries/<dataset>/{by_day,by_asset,by_region,requester_count}.tsv
+//! content/summaries/archive/{by_day,by_region,requester_count}.tsv
+//! content/totals.json
+//! content/archive_totals.json
+//! content/region_codes_to_coordinates.yaml
+//! ```
+
+mod git;
+mod lint;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::coordinates::COORDINATES_FILE;
+use crate::output::write_if_changed;
+use crate::privacy::requester_id;
+use crate::stage::{self, Context, Outcome};
+use crate::store::Store;
+use crate::summaries::{ARCHIVE_TOTALS_FILE, TOTALS_FILE};
+use git::{commit_message, git};
+use lint::check_private;
+
+/// What the publish stage needs.
+#[derive(Debug, Clone)]
+pub(crate) struct PublishOptions {
+    /// The git working tree.
+    pub repo: PathBuf,
+    /// Where the summaries were written.
+    pub summaries_dir: PathBuf,
+    /// The directory inside the repository that s3tally manages.
+    pub content_dir: String,
+    /// Commit the change.
+    pub commit: bool,
+    /// Push the commit to the configured remote.
+    pub push: bool,
+}
+
+/// What the publish stage did.
+#[derive(Debug, Default)]
+pub(crate) struct PublishReport {
+    /// Files written or changed in the repository.
+    pub written: Vec<String>,
+    /// Files removed (datasets that no longer exist).
+    pub removed: Vec<String>,
+    /// The commit made, if any.
+    pub commit: Option<String>,
+    /// Its message.
+    pub message: String,
+    /// Whether it was pushed.
+    pub pushed: bool,
+}
+
+impl stage::Report for PublishReport {
+    fn outcome(&self) -> Outcome {
+        Outcome::Done
+    }
+
+    fn summary(&self) -> Vec<String> {
+        let mut line = format!(
+            "publish: {} files updated, {} removed",
+            self.written.len(),
+            self.removed.len()
+        );
+        match &self.commit {
+            Some(commit) => line.push_str(&format!(", commit {commit}: {}", self.message)),
+            None => line.push_str(", nothing to commit"),
+        }
+        if self.pushed {
+            line.push_str(", pushed");
+        }
+        vec![line]
+    }
+
+    fn new_work(&self) -> String {
+        match &self.commit {
+            Some(commit) => format!("commit {commit}"),
+            None => "no change".to_owned(),
+        }
+    }
+}
+
+/// The publish stage.
+pub(crate) struct Publish;
+
+impl stage::Stage for Publish {
+    const NAME: &'static str = "publish";
+    type Options = PublishOptions;
+    type Report = PublishReport;
+
+    fn run(context: &Context<'_>, options: &PublishOptions) -> anyhow::Result<PublishReport> {
+        Ok(publish(options, &requester_ids(context.store)?)?)
+    }
+}
+
+/// Every requester's opaque id (as `dump` shows it), to make sure none is published.
+fn requester_ids(store: &Store) -> anyhow::Result<HashSet<String>> {
+    Ok(store
+        .requester_indexes()?
+        .into_values()
+        .map(|index| requester_id(&index))
+        .collect())
+}
+
+/// Why publishing stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PublishError {
+    /// A file holds something that identifies a requester.
+    #[error("refusing to publish: {file} line {line} holds {what}")]
+    Private {
+        /// The file, relative to the summaries directory.
+        file: String,
+        /// Line number, from 1.
+        line: usize,
+        /// What was found (never the value itself).
+        what: &'static str,
+    },
+    /// The target is not a git working tree.
+    #[error("{0} is not a git working tree (git init it, or clone the publication repository)")]
+    NotARepository(PathBuf),
+    /// A git command failed.
+    #[error("git {command} failed in {repo}: {message}")]
+    Git {
+        /// The git subcommand.
+        command: String,
+        /// The repository.
+        repo: PathBuf,
+        /// What git said.
+        message: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// The files to publish: path in the repository (under the content directory) to path on disk.
+fn files_to_publish(summaries_dir: &Path) -> BTreeMap<String, PathBuf> {
+    let mut files = BTreeMap::new();
+    for name in [TOTALS_FILE, ARCHIVE_TOTALS_FILE, COORDINATES_FILE] {
+        let path = summaries_dir.join(name);
+        if path.is_file() {
+            files.insert(name.to_owned(), path);
+        }
+    }
+    for entry in walkdir::WalkDir::new(summaries_dir)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        let name = entry.file_name().to_string_lossy();
+        if entry.file_type().is_file() && name.ends_with(".tsv") {
+            let relative = entry
+                .path()
+                .strip_prefix(summaries_dir)
+                .unwrap_or(entry.path())
+                .to_string_lossy()
+                .replace('\\', "/");
+            if relative.contains('/') {
+                files.insert(format!("summaries/{relative}"), entry.path().to_path_buf());
+            }
+        }
+    }
+    files
+}
+
+/// Copies the outputs into the repository, removes those of datasets that no longer exist, and
+/// commits (and pushes) when something changed.
+fn publish(
+    options: &PublishOptions,
+    requester_ids: &HashSet<String>,
+) -> Result<PublishReport, PublishError> {
+    let repo = &options.repo;
+    if !repo.is_dir() || git(repo, &["rev-parse", "--is-inside-work-tree"]).is_err() {
+        return Err(PublishError::NotARepository(repo.clone()));
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| PublishError::Io { path, source }
+    };
+    // check everything before writing anything
+    let mut contents = BTreeMap::new();
+    for (target, source) in files_to_publish(&options.summaries_dir) {
+        let content = std::fs::read_to_string(&source).map_err(io(&source))?;
+        check_private(&target, &content, requester_ids)?;
+        contents.insert(target, content);
+    }
+    let content_root = repo.join(&options.content_dir);
+    let mut report = PublishReport::default();
+    for (target, content) in &contents {
+        let path = content_root.join(target);
+        if write_if_changed(&path, content).map_err(io(&path))? {
+            report.written.push(target.clone());
+        }
+    }
+    // published files of datasets that no longer exist
+    let published_summaries = content_root.join("summaries");
+    if published_summaries.is_dir() {
+        for entry in walkdir::WalkDir::new(&published_summaries)
+            .contents_first(true)
+            .into_iter()
+            .filter_map(Result::ok)
+        {
+            let relative = format!(
+                "summaries/{}",
+                entry
+                    .path()
+                    .strip_prefix(&published_summaries)
+                    .unwrap_or(entry.path())
+                    .to_string_lossy()
+            );
+            if entry.file_type().is_file() && !contents.contains_key(&relative) {
+                std::fs::remove_file(entry.path()).map_err(io(entry.path()))?;
+                report.removed.push(relative);
+            } else if entry.file_type().is_dir() && entry.path() != published_summaries {
+                // removes the directory only when empty
+                let _ = std::fs::remove_dir(entry.path());
+            }
+        }
+    }
+    if !options.commit {
+        return Ok(report);
+    }
+    let content = options.content_dir.as_str();
+    git(repo, &["add", "--all", "--", content])?;
+    let changed = git(repo, &["diff", "--cached", "--name-only", "--", content])?;
+    if changed.is_empty() {
+        return Ok(report);
+    }
+    report.message = commit_message(&changed, content, &contents);
+    let mut args = Vec::new();
+    if git(repo, &["config", "user.email"]).is_err() {
+        args.extend([
+            "-c",
+            "user.name=s3tally",
+            "-c",
+            "user.email=s3tally@localhost",
+        ]);
+    }
+    args.extend(["commit", "--quiet", "-m", &report.message, "--", content]);
+    git(repo, &args)?;
+    report.commit = Some(git(repo, &["rev-parse", "--short", "HEAD"])?);
+    if options.push {
+        git(repo, &["push", "--quiet"])?;
+        report.pushed = true;
+    }
+    Ok(report)
+}

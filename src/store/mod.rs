@@ -1,0 +1,295 @@
+//! The store: one `SQLite` database in the cache directory holding objects, requesters (salted
+//! indexes; raw IPs only in the pending-lookup list), per-object bins, processed-file records,
+//! rejected lines, and what later stages keep between runs. A batch is written in one
+//! transaction, so a kill loses at most the batch in flight.
+//!
+//! One file per family of tables: [`extraction`] (objects, bins, files, rejects),
+//! [`requesters`] (requesters, labels, raw IPs), [`tallies`] (saved figures, stage state),
+//! [`coordinates`] (geocoder answers), [`validation`] (checks run). Every `SQLite` error crosses
+//! into [`StoreError`] in one place, [`Store::with`].
+
+mod coordinates;
+mod extraction;
+mod ids;
+mod requesters;
+mod schema;
+mod tallies;
+mod validation;
+
+use std::path::PathBuf;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction};
+
+use crate::cache::Cache;
+
+pub(crate) use extraction::{Batch, FileRecord, RejectRecord, StoreCounts};
+pub(crate) use ids::{BatchNumber, LabelRound, ObjectId, RequesterId};
+pub(crate) use schema::VERSION as SCHEMA_VERSION;
+
+/// At most this many rejected lines are kept in full per file.
+pub(crate) const REJECTS_KEPT_PER_FILE: usize = 5;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoreError {
+    /// `SQLite` failed.
+    #[error("store {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The underlying error.
+        source: rusqlite::Error,
+    },
+    /// The store was built with another salt.
+    #[error(
+        "the store in {dir} was built with another salt (fingerprint {stored}, this salt has {given}); \
+         use the original salt (S3TALLY_SALT or the salt.key file) or another --cache: mixing salts would split every requester in two"
+    )]
+    SaltMismatch {
+        /// The cache directory.
+        dir: PathBuf,
+        /// Fingerprint kept in the store.
+        stored: String,
+        /// Fingerprint of the salt given now.
+        given: String,
+    },
+    /// The store was written by a newer s3tally.
+    #[error(
+        "the store in {dir} has schema version {found}, newer than this s3tally ({SCHEMA_VERSION}); upgrade s3tally"
+    )]
+    NewerSchema {
+        /// The cache directory.
+        dir: PathBuf,
+        /// The version found.
+        found: i64,
+    },
+    /// Nothing has been extracted into this cache yet.
+    #[error("no store in {0} yet: run `s3tally extract LOG_DIR` first")]
+    Missing(PathBuf),
+}
+
+/// The open store.
+pub(crate) struct Store {
+    conn: Connection,
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens the store of a cache whose directory exists, for writing, creating the schema (or
+    /// bringing an older one up to date) if needed.
+    pub(crate) fn open(cache: &Cache) -> Result<Self, StoreError> {
+        let path = cache.store_file();
+        let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        let store = Self {
+            conn,
+            dir: cache.dir().to_path_buf(),
+            path,
+        };
+        store.with(|conn| conn.execute_batch(schema::WRITER_PRAGMAS))?;
+        store.with(|conn| conn.execute_batch(schema::TABLES))?;
+        store.check_schema_version()?;
+        store.with(schema::migrate)?;
+        Ok(store)
+    }
+
+    /// Opens an existing store read-only (`dump`, `status`); an error if there is none.
+    pub(crate) fn open_existing(cache: &Cache) -> Result<Self, StoreError> {
+        if !cache.has_store() {
+            return Err(StoreError::Missing(cache.dir().to_path_buf()));
+        }
+        let path = cache.store_file();
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
+            |source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            },
+        )?;
+        let store = Self {
+            conn,
+            dir: cache.dir().to_path_buf(),
+            path,
+        };
+        store.with(|conn| conn.execute_batch("PRAGMA busy_timeout=10000;"))?;
+        store.check_schema_version()?;
+        Ok(store)
+    }
+
+    /// Runs `work` on the connection: the one place where `SQLite` errors become store errors.
+    fn with<T>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        work(&self.conn).map_err(|source| self.error(source))
+    }
+
+    /// A `SQLite` error of this store, naming its file.
+    fn error(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Runs `work` in one transaction, committed when it succeeds.
+    fn in_transaction<T>(
+        &self,
+        work: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        self.with(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let value = work(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })
+    }
+
+    /// Runs a query and collects its rows.
+    fn collect<T, C: FromIterator<T>>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<C, StoreError> {
+        self.with(|conn| conn.prepare(sql)?.query_map(params, row)?.collect())
+    }
+
+    /// A value of the meta table.
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.with(|conn| {
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+                row.get(0)
+            })
+            .optional()
+        })
+    }
+
+    /// A counter of the meta table (0 when absent).
+    fn counter(&self, key: &str) -> Result<i64, StoreError> {
+        Ok(self.meta(key)?.and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
+    /// Sets a value of the meta table.
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )
+            .map(drop)
+        })
+    }
+
+    fn check_schema_version(&self) -> Result<(), StoreError> {
+        match self.meta("schema_version")? {
+            Some(found) => {
+                let found: i64 = found.parse().unwrap_or(i64::MAX);
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema {
+                        dir: self.dir.clone(),
+                        found,
+                    });
+                }
+                Ok(())
+            }
+            None if self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) => Ok(()),
+            None => self.set_meta("schema_version", &SCHEMA_VERSION.to_string()),
+        }
+    }
+
+    /// Records the salt's fingerprint on first use; refuses a different salt afterwards.
+    pub(crate) fn check_salt(&self, fingerprint: &str) -> Result<(), StoreError> {
+        match self.meta("salt_fingerprint")? {
+            Some(stored) if stored == fingerprint => Ok(()),
+            Some(stored) => Err(StoreError::SaltMismatch {
+                dir: self.dir.clone(),
+                stored,
+                given: fingerprint.to_owned(),
+            }),
+            None => self.set_meta("salt_fingerprint", fingerprint),
+        }
+    }
+
+    /// Moves everything from the write-ahead log into the database file and empties the log.
+    pub(crate) fn checkpoint(&self) -> Result<(), StoreError> {
+        self.with(|conn| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
+    }
+
+    /// Bytes on disk of the database and its write-ahead log.
+    pub(crate) fn size_on_disk(&self) -> u64 {
+        ["", "-wal"]
+            .iter()
+            .filter_map(|suffix| {
+                let mut name = self.path.clone().into_os_string();
+                name.push(suffix);
+                std::fs::metadata(name).ok()
+            })
+            .map(|meta| meta.len())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_different_salt_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Cache::at(dir.path())).unwrap();
+        store.check_salt("aaaa").unwrap();
+        store.check_salt("aaaa").unwrap();
+        let error = store.check_salt("bbbb").unwrap_err().to_string();
+        assert!(error.contains("another salt"), "{error}");
+    }
+
+    #[test]
+    fn readers_need_an_existing_store() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Store::open_existing(&Cache::at(dir.path())),
+            Err(StoreError::Missing(_))
+        ));
+    }
+
+    #[test]
+    fn a_store_without_the_labelled_in_column_is_brought_up_to_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path());
+        {
+            let conn = Connection::open(cache.store_file()).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE requesters(id INTEGER PRIMARY KEY, requester_index BLOB NOT NULL UNIQUE, region TEXT);
+                 INSERT INTO requesters(requester_index, region) VALUES (x'01', 'bogon');
+                 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+                 INSERT INTO meta VALUES ('schema_version', '1');",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&cache).unwrap();
+        assert_eq!(
+            store
+                .requesters_labelled_since(LabelRound(0))
+                .unwrap()
+                .len(),
+            0
+        );
+        assert_eq!(store.requester_regions().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_newer_store_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path());
+        Store::open(&cache)
+            .unwrap()
+            .set_meta("schema_version", "99")
+            .unwrap();
+        let error = Store::open(&cache).err().unwrap().to_string();
+        assert!(error.contains("schema version 99"), "{error}");
+    }
+}

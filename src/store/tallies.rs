@@ -1,0 +1,59 @@
+//! What the summaries keep between runs: each dataset's exact figures (JSON), the state each
+//! stage last worked from, and the counters that say what changed since.
+
+use super::{BatchNumber, LabelRound, Store, StoreError};
+
+impl Store {
+    /// A value a stage keeps between runs (for example what its last run saw).
+    pub(crate) fn stage_state(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.meta(&format!("state:{key}"))
+    }
+
+    /// Keeps a value for the next run of a stage.
+    pub(crate) fn set_stage_state(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.set_meta(&format!("state:{key}"), value)
+    }
+
+    /// What the summaries depend on: the last extraction batch committed and the last labelling
+    /// round.
+    pub(crate) fn data_version(&self) -> Result<(BatchNumber, LabelRound), StoreError> {
+        Ok((
+            BatchNumber(self.counter("batches")?),
+            LabelRound(self.counter("label_updates")?),
+        ))
+    }
+
+    /// Every dataset's saved figures (JSON).
+    pub(crate) fn saved_tallies(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.collect("SELECT dataset, data FROM dataset_tallies", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+    }
+
+    /// Replaces the saved figures of the datasets given (all of them when `replace_all`), with
+    /// the state they correspond to, in one transaction.
+    pub(crate) fn save_tallies(
+        &self,
+        tallies: &[(String, String)],
+        replace_all: bool,
+        state: &str,
+    ) -> Result<(), StoreError> {
+        self.in_transaction(|tx| {
+            if replace_all {
+                tx.execute("DELETE FROM dataset_tallies", [])?;
+            }
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO dataset_tallies(dataset, data) VALUES (?1, ?2)",
+            )?;
+            for (dataset, data) in tallies {
+                insert.execute([dataset, data])?;
+            }
+            tx.execute(
+                "INSERT INTO meta(key, value) VALUES ('state:tallies', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [state],
+            )?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,16 @@
+//! The end-to-end tests: every test runs the s3tally binary on fixtures, with its own cache and
+//! config directories and local mock services. One test binary, one module per command or
+//! concern; shared helpers in [`common`].
+
+mod common;
+
+mod coordinates;
+mod errors;
+mod extract;
+mod interrupt;
+mod privacy;
+mod regions;
+mod run;
+mod summaries;
+mod validate;
+mod validation;

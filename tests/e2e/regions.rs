@@ -1,0 +1,694 @@
+//! `update regions` against local range files and a mock ipinfo that behaves like the real one.
+
+use std::collections::{BTreeSet, HashMap};
+use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::common::mock::{MockServer, Reply, Request};
+use crate::common::{Env, files_containing, fixture, labels_of, stderr, write_log};
+use serde_json::json;
+
+const TOKEN: &str = "test-token";
+
+/// Every requester of fixtures/regions/logs and its label, worked out by hand from
+/// fixtures/ranges and the mock ipinfo answers below.
+const EXPECTED: [(&str, &str); 16] = [
+    ("8.8.8.8", "US/California"),
+    ("8.8.4.4", "US/California"),
+    ("1.1.1.1", "AU/Queensland"),
+    ("9.9.9.9", "CH"),
+    ("2001:4860:4860::8888", "US/California"),
+    ("149.112.112.112", "unknown"),
+    ("192.0.2.10", "bogon"),
+    ("10.20.30.40", "bogon"),
+    ("140.82.112.3", "GitHub"),
+    ("52.95.1.1", "AWS/eu-west-1"),
+    ("52.1.1.1", "AWS/us-east-1"),
+    ("2600:1f18::5", "AWS/us-west-2"),
+    ("34.80.0.1", "GCP/asia-east1"),
+    ("2600:1900:4000::1", "GCP/us-central1"),
+    ("104.131.0.1", "VPN"),
+    ("-", "unknown"),
+];
+
+/// The addresses that only ipinfo can label.
+const FOR_IPINFO: [&str; 6] = [
+    "8.8.8.8",
+    "8.8.4.4",
+    "1.1.1.1",
+    "9.9.9.9",
+    "2001:4860:4860::8888",
+    "149.112.112.112",
+];
+
+/// What ipinfo knows, in its answer format.
+fn details(ip: &str) -> serde_json::Value {
+    match ip {
+        "8.8.8.8" | "8.8.4.4" => {
+            json!({"ip": ip, "hostname": "dns.google", "city": "Mountain View",
+            "region": "California", "country": "US", "loc": "37.4056,-122.0775",
+            "org": "AS15169 Google LLC", "postal": "94043", "timezone": "America/Los_Angeles", "anycast": true})
+        }
+        "1.1.1.1" => json!({"ip": ip, "hostname": "one.one.one.one", "city": "Brisbane",
+            "region": "Queensland", "country": "AU", "loc": "-27.4820,153.0136", "anycast": true}),
+        "9.9.9.9" => json!({"ip": ip, "country": "CH"}),
+        "2001:4860:4860::8888" => {
+            json!({"ip": ip, "city": "Mountain View", "region": "California", "country": "US"})
+        }
+        "10.1.1.1" => json!({"ip": ip, "bogon": true}),
+        _ => json!({"ip": ip}),
+    }
+}
+
+/// An ipinfo batch answer to `request`, leaving out the addresses in `omit`.
+fn batch_answer(request: &Request, omit: &[&str]) -> Reply {
+    if request.header("authorization") != Some(&format!("Bearer {TOKEN}")) {
+        return Reply::json(
+            401,
+            json!({"error": {"title": "Unknown token", "message": "Please ensure you've entered your token correctly."}}),
+        );
+    }
+    let mut answer = serde_json::Map::new();
+    for ip in asked(request) {
+        if !omit.contains(&ip.as_str()) {
+            answer.insert(ip.clone(), details(&ip));
+        }
+    }
+    Reply::json(200, serde_json::Value::Object(answer))
+}
+
+fn asked(request: &Request) -> Vec<String> {
+    request
+        .json()
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| Some(v.as_str()?.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn all_asked(server: &MockServer) -> Vec<String> {
+    server.requests().iter().flat_map(asked).collect()
+}
+
+fn quota_reply() -> Reply {
+    Reply::json(
+        429,
+        json!({"status": 429, "error": {"title": "Quota exceeded", "message": "Your monthly request quota has been exhausted."}}),
+    )
+}
+
+/// An environment with fixtures/regions/logs extracted.
+fn extracted() -> Env {
+    let env = Env::new();
+    env.extract(&[&fixture("regions/logs")], 0);
+    env
+}
+
+fn regions(env: &Env, ipinfo: Option<&MockServer>, extra: &[&str]) -> Output {
+    let ranges = fixture("ranges");
+    let mut args = vec![
+        "update",
+        "regions",
+        "--ranges-dir",
+        ranges.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let mut command = env.command(&args);
+    command
+        .env_remove("IPINFO_API_KEY")
+        .env_remove("IPINFO_URL");
+    if let Some(server) = ipinfo {
+        command
+            .env("IPINFO_API_KEY", TOKEN)
+            .env("IPINFO_URL", &server.url);
+    }
+    command.output().unwrap()
+}
+
+fn assert_labels(env: &Env, expected: &[(&str, Option<&str>)]) {
+    let ips: Vec<&str> = expected.iter().map(|(ip, _)| *ip).collect();
+    let labels = labels_of(env, &ips);
+    for (ip, label) in expected {
+        assert_eq!(labels[*ip].as_deref(), *label, "label of {ip}");
+    }
+}
+
+fn all_expected() -> Vec<(&'static str, Option<&'static str>)> {
+    EXPECTED
+        .iter()
+        .map(|(ip, label)| (*ip, Some(*label)))
+        .collect()
+}
+
+#[test]
+fn without_a_key_bogons_and_services_are_labelled_the_rest_waits() {
+    let env = extracted();
+    let output = regions(&env, None, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains("6 requesters need ipinfo and stay pending: set IPINFO_API_KEY"),
+        "{text}"
+    );
+    let expected: Vec<_> = EXPECTED
+        .iter()
+        .map(|(ip, label)| (*ip, (!FOR_IPINFO.contains(ip)).then_some(*label)))
+        .collect();
+    assert_labels(&env, &expected);
+    // the IPs still waiting are on disk, the resolved ones are not
+    for ip in FOR_IPINFO {
+        assert!(!files_containing(&env.cache, ip).is_empty(), "{ip}");
+    }
+    for (ip, _) in EXPECTED
+        .iter()
+        .filter(|(ip, _)| !FOR_IPINFO.contains(ip) && *ip != "-")
+    {
+        assert!(
+            files_containing(&env.cache, ip).is_empty(),
+            "{ip} left on disk"
+        );
+    }
+    let status = String::from_utf8(env.run(&["status"]).stdout).unwrap();
+    let value = |what: &str| {
+        let line = status.lines().find(|l| l.contains(what)).unwrap();
+        line.split('│').nth(2).unwrap().trim().to_owned()
+    };
+    assert_eq!(value("labelled bogon"), "2");
+    assert_eq!(value("labelled AWS"), "3");
+    assert_eq!(value("labelled GCP"), "2");
+    assert_eq!(value("labelled GitHub"), "1");
+    assert_eq!(value("labelled VPN"), "1");
+    assert_eq!(value("labelled unknown"), "1");
+    assert_eq!(value("not labelled yet"), "6");
+}
+
+#[test]
+fn ipinfo_labels_the_rest_and_no_raw_ip_is_left_on_disk() {
+    let env = extracted();
+    let server = MockServer::start(|request, _| batch_answer(request, &[]));
+    let output = regions(&env, Some(&server), &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_labels(&env, &all_expected());
+    // only what needs ipinfo was sent to it, once, by POST /batch with the token
+    let asked: BTreeSet<String> = all_asked(&server).into_iter().collect();
+    assert_eq!(
+        asked,
+        FOR_IPINFO
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect()
+    );
+    assert_eq!(all_asked(&server).len(), 6);
+    for request in server.requests() {
+        assert_eq!(
+            (request.method.as_str(), request.path.as_str()),
+            ("POST", "/batch")
+        );
+    }
+    for (ip, _) in EXPECTED.iter().filter(|(ip, _)| *ip != "-") {
+        assert!(
+            files_containing(env.dir.path(), ip).is_empty(),
+            "{ip} left on disk"
+        );
+    }
+    // nothing left to do: a second run asks nothing
+    let again = regions(&env, Some(&server), &[]);
+    assert_eq!(again.status.code(), Some(0));
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn batches_hold_at_most_the_batch_size_and_several_are_in_flight() {
+    let env = extracted();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let (in_flight, most) = (in_flight.clone(), most.clone());
+        MockServer::start(move |request, _| {
+            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(200));
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            batch_answer(request, &[])
+        })
+    };
+    let output = regions(
+        &env,
+        Some(&server),
+        &["--batch-size", "2", "--concurrency", "3"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(server.requests().len(), 3);
+    assert!(server.requests().iter().all(|r| asked(r).len() <= 2));
+    assert!(
+        most.load(Ordering::SeqCst) >= 2,
+        "never more than one request in flight"
+    );
+    assert_labels(&env, &all_expected());
+}
+
+#[test]
+fn retry_after_is_honoured() {
+    let env = extracted();
+    let server = MockServer::start(|request, index| {
+        if index == 0 {
+            Reply::Respond(
+                429,
+                vec![("Retry-After".into(), "1".into())],
+                "Too Many Requests".into(),
+            )
+        } else {
+            batch_answer(request, &[])
+        }
+    });
+    let started = Instant::now();
+    let output = regions(&env, Some(&server), &["--retry-base-ms", "10"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(server.requests().len(), 2);
+    assert_labels(&env, &all_expected());
+}
+
+#[test]
+fn rate_limits_without_retry_after_and_server_errors_are_retried() {
+    let env = extracted();
+    let server = MockServer::start(|request, index| match index {
+        0 => Reply::json(429, json!({"error": {"title": "Rate limit exceeded"}})),
+        1 => Reply::Respond(500, vec![], "Internal Server Error".into()),
+        2 => Reply::Respond(503, vec![], "Service Unavailable".into()),
+        _ => batch_answer(request, &[]),
+    });
+    let output = regions(&env, Some(&server), &["--retry-base-ms", "10"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(server.requests().len(), 4);
+    assert_labels(&env, &all_expected());
+}
+
+#[test]
+fn a_hung_connection_times_out_and_the_stage_stops_cleanly() {
+    let env = extracted();
+    let server = MockServer::start(|_, _| Reply::Hang);
+    let started = Instant::now();
+    let output = regions(
+        &env,
+        Some(&server),
+        &["--timeout", "1", "--retries", "1", "--retry-base-ms", "10"],
+    );
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(started.elapsed() < Duration::from_secs(8));
+    let text = stderr(&output);
+    assert!(
+        text.contains("did not answer after 2 attempts (last: timed out)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("6 requesters stay pending for the next run"),
+        "{text}"
+    );
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[test]
+fn retries_exhausted_stop_cleanly_with_exit_3() {
+    let env = extracted();
+    let server = MockServer::start(|_, _| Reply::Respond(502, vec![], "Bad Gateway".into()));
+    let output = regions(
+        &env,
+        Some(&server),
+        &["--retries", "2", "--retry-base-ms", "10"],
+    );
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert_eq!(server.requests().len(), 3);
+    assert!(stderr(&output).contains("6 requesters stay pending"));
+}
+
+#[test]
+fn stopped_on_quota_the_rerun_finishes_and_no_requester_is_asked_twice() {
+    let env = extracted();
+    let first = MockServer::start(|request, index| {
+        if index == 0 {
+            batch_answer(request, &[])
+        } else {
+            quota_reply()
+        }
+    });
+    let args = [
+        "--batch-size",
+        "2",
+        "--concurrency",
+        "1",
+        "--retry-base-ms",
+        "10",
+    ];
+    let output = regions(&env, Some(&first), &args);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(text.contains("quota exhausted"), "{text}");
+    assert!(text.contains("4 requesters stay pending"), "{text}");
+    // quota is not retried
+    assert_eq!(first.requests().len(), 2);
+    let answered: BTreeSet<String> = asked(&first.requests()[0]).into_iter().collect();
+
+    let second = MockServer::start(|request, _| batch_answer(request, &[]));
+    let output = regions(&env, Some(&second), &args);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let asked_again: Vec<String> = all_asked(&second);
+    assert_eq!(asked_again.len(), 4);
+    assert!(
+        asked_again.iter().all(|ip| !answered.contains(ip)),
+        "{asked_again:?} {answered:?}"
+    );
+    assert_labels(&env, &all_expected());
+}
+
+#[test]
+fn a_quota_answered_with_402_also_stops() {
+    let env = extracted();
+    let server =
+        MockServer::start(|_, _| Reply::json(402, json!({"error": {"title": "Payment required"}})));
+    let output = regions(&env, Some(&server), &["--retry-base-ms", "10"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn a_refused_key_is_one_clear_error_naming_the_variable() {
+    let env = extracted();
+    let server = MockServer::start(|request, _| batch_answer(request, &[]));
+    let mut command = env.command(&[
+        "update",
+        "regions",
+        "--ranges-dir",
+        fixture("ranges").to_str().unwrap(),
+    ]);
+    command
+        .env("IPINFO_API_KEY", "wrong-token")
+        .env("IPINFO_URL", &server.url);
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{text}");
+    assert!(
+        errors[0].contains("IPINFO_API_KEY") && errors[0].contains("401"),
+        "{text}"
+    );
+    // refused at once, not retried
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn an_address_missing_from_the_answer_stays_pending() {
+    let env = extracted();
+    let server = MockServer::start(|request, _| batch_answer(request, &["8.8.4.4"]));
+    let output = regions(&env, Some(&server), &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stderr(&output).contains("left 1 addresses out of its answers"));
+    assert_labels(
+        &env,
+        &[("8.8.4.4", None), ("8.8.8.8", Some("US/California"))],
+    );
+    let full = MockServer::start(|request, _| batch_answer(request, &[]));
+    regions(&env, Some(&full), &[]);
+    assert_eq!(all_asked(&full), ["8.8.4.4"]);
+    assert_labels(&env, &all_expected());
+}
+
+#[test]
+fn stop_and_sigint_during_lookups_commit_what_was_answered() {
+    for signal in [None, Some(libc::SIGINT)] {
+        let env = extracted();
+        let slow = MockServer::start(|request, _| {
+            std::thread::sleep(Duration::from_millis(300));
+            batch_answer(request, &[])
+        });
+        let ranges = fixture("ranges");
+        let mut command = env.command(&[
+            "update",
+            "regions",
+            "--ranges-dir",
+            ranges.to_str().unwrap(),
+            "--batch-size",
+            "1",
+            "--concurrency",
+            "1",
+        ]);
+        command
+            .env("IPINFO_API_KEY", TOKEN)
+            .env("IPINFO_URL", &slow.url);
+        let mut child = command.stderr(std::process::Stdio::null()).spawn().unwrap();
+        while slow.requests().len() < 2 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        match signal {
+            None => assert!(env.run(&["stop"]).status.success()),
+            Some(signal) => crate::common::signal(&child, signal),
+        }
+        assert_eq!(child.wait().unwrap().code(), Some(3));
+        let answered_before = slow.requests().len();
+        assert!(answered_before < 6, "{answered_before}");
+        let first: Vec<String> = all_asked(&slow);
+        let labels = labels_of(&env, &FOR_IPINFO);
+        let labelled: Vec<&str> = FOR_IPINFO
+            .iter()
+            .copied()
+            .filter(|ip| labels[*ip].is_some())
+            .collect();
+        assert!(!labelled.is_empty());
+
+        let rest = MockServer::start(|request, _| batch_answer(request, &[]));
+        let output = regions(&env, Some(&rest), &[]);
+        assert_eq!(output.status.code(), Some(0));
+        let second = all_asked(&rest);
+        assert!(
+            second.iter().all(|ip| !labelled.contains(&ip.as_str())),
+            "{second:?}"
+        );
+        assert_eq!(second.len() + labelled.len(), 6, "{first:?} {second:?}");
+        assert_labels(&env, &all_expected());
+    }
+}
+
+/// The refresh share of an address's requester: the first 8 bytes of its salted index, mod 90.
+fn partition_of(env: &Env, ip: &str) -> u64 {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&hex::decode(&env.salt).unwrap()).unwrap();
+    mac.update(ip.as_bytes());
+    let index = mac.finalize().into_bytes();
+    u64::from_be_bytes(index[..8].try_into().unwrap()) % 90
+}
+
+#[test]
+fn keep_ips_and_refresh_one_share_a_day() {
+    let env = extracted();
+    let server = MockServer::start(|request, _| batch_answer(request, &[]));
+    let output = regions(&env, Some(&server), &["--keep-ips"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(!files_containing(&env.cache, "8.8.8.8").is_empty());
+
+    // 8.8.8.8 moved; refresh the share it is in
+    let share = partition_of(&env, "8.8.8.8");
+    let moved = MockServer::start(|request, _| {
+        let mut answer = serde_json::Map::new();
+        for ip in asked(request) {
+            let details = if ip == "8.8.8.8" {
+                json!({"ip": ip, "region": "Texas", "country": "US"})
+            } else {
+                details(&ip)
+            };
+            answer.insert(ip, details);
+        }
+        Reply::json(200, serde_json::Value::Object(answer))
+    });
+    let share_text = share.to_string();
+    let output = regions(
+        &env,
+        Some(&moved),
+        &[
+            "--keep-ips",
+            "--refresh",
+            "--refresh-partition",
+            &share_text,
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let asked: BTreeSet<String> = all_asked(&moved).into_iter().collect();
+    let kept_in_share: BTreeSet<String> = EXPECTED
+        .iter()
+        .map(|(ip, _)| ip.to_string())
+        .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())
+        .filter(|ip| {
+            partition_of(&env, &ip.parse::<std::net::IpAddr>().unwrap().to_string()) == share
+        })
+        .collect();
+    // only those of the share that the range lists do not decide go to ipinfo
+    let for_ipinfo: BTreeSet<String> = FOR_IPINFO
+        .iter()
+        .map(std::string::ToString::to_string)
+        .collect();
+    assert_eq!(asked, &kept_in_share & &for_ipinfo);
+    assert!(asked.contains("8.8.8.8"));
+    assert_labels(&env, &[("8.8.8.8", Some("US/Texas"))]);
+    let log = std::fs::read_to_string(env.cache.join("regions-refresh.log")).unwrap();
+    assert!(log.contains("\tUS/California\tUS/Texas\n"), "{log}");
+    assert!(!log.contains("8.8.8.8"));
+
+    // without --keep-ips the kept IPs go
+    let output = regions(&env, Some(&server), &[]);
+    assert_eq!(output.status.code(), Some(0));
+    for (ip, _) in EXPECTED.iter().filter(|(ip, _)| *ip != "-") {
+        assert!(
+            files_containing(&env.cache, ip).is_empty(),
+            "{ip} left on disk"
+        );
+    }
+}
+
+#[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario across five runs: downloaded, cached, stale, unavailable"
+)]
+fn range_lists_are_downloaded_cached_and_used_stale_when_offline() {
+    let files: HashMap<&str, String> = ["github.json", "aws.json", "gcp.json", "vpn.txt"]
+        .into_iter()
+        .map(|name| {
+            (
+                name,
+                std::fs::read_to_string(fixture("ranges").join(name)).unwrap(),
+            )
+        })
+        .collect();
+    let lists = MockServer::start(move |request, _| {
+        let name = request.path.trim_start_matches('/');
+        match files.get(name) {
+            Some(body) => Reply::Respond(200, vec![], body.clone()),
+            None => Reply::Respond(404, vec![], "Not Found".into()),
+        }
+    });
+    let env = extracted();
+    let run = |env: &Env, base: &str| -> Output {
+        let mut command = env.command(&["update", "regions", "--timeout", "2"]);
+        command
+            .env_remove("IPINFO_API_KEY")
+            .env("S3TALLY_GITHUB_RANGES_URL", format!("{base}/github.json"))
+            .env("S3TALLY_AWS_RANGES_URL", format!("{base}/aws.json"))
+            .env("S3TALLY_GCP_RANGES_URL", format!("{base}/gcp.json"))
+            .env("S3TALLY_VPN_RANGES_URL", format!("{base}/vpn.txt"));
+        command.output().unwrap()
+    };
+    let output = run(&env, &lists.url);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(lists.requests().len(), 4);
+    assert_labels(
+        &env,
+        &[
+            ("52.95.1.1", Some("AWS/eu-west-1")),
+            ("140.82.112.3", Some("GitHub")),
+        ],
+    );
+    assert!(env.cache.join("ranges/aws.json").exists());
+
+    // fresh cache: used without asking
+    let logs = env.dir.path().join("more");
+    write_log(
+        &logs,
+        "2024-07-02-10-00-00-2222222222222222",
+        "ds/y",
+        &["52.1.1.2"],
+    );
+    env.extract(&[&logs], 0);
+    let output = run(&env, &lists.url);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(lists.requests().len(), 4);
+    assert_labels(&env, &[("52.1.1.2", Some("AWS/us-east-1"))]);
+
+    // stale cache and the server gone: the stale copy, with a warning
+    let eight_days_ago = std::time::SystemTime::now() - Duration::from_secs(8 * 86_400);
+    for name in ["github.json", "aws.json", "gcp.json", "vpn.txt"] {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(env.cache.join("ranges").join(name))
+            .unwrap();
+        file.set_modified(eight_days_ago).unwrap();
+    }
+    let offline = "http://127.0.0.1:9";
+    write_log(
+        &logs,
+        "2024-07-02-11-00-00-3333333333333333",
+        "ds/y",
+        &["52.1.1.3"],
+    );
+    env.extract(&[&logs], 0);
+    let output = run(&env, offline);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot refresh the AWS range list"),
+        "{}",
+        stderr(&output)
+    );
+    assert_labels(&env, &[("52.1.1.3", Some("AWS/us-east-1"))]);
+
+    // no cache and offline: what needs the lists stays pending, never sent to ipinfo
+    std::fs::remove_dir_all(env.cache.join("ranges")).unwrap();
+    write_log(
+        &logs,
+        "2024-07-02-12-00-00-4444444444444444",
+        "ds/y",
+        &["52.1.1.4", "192.0.2.77"],
+    );
+    env.extract(&[&logs], 0);
+    let ipinfo = MockServer::start(|request, _| batch_answer(request, &[]));
+    let mut command = env.command(&["update", "regions", "--timeout", "2"]);
+    for service in ["GITHUB", "AWS", "GCP", "VPN"] {
+        command.env(
+            format!("S3TALLY_{service}_RANGES_URL"),
+            format!("{offline}/x"),
+        );
+    }
+    command
+        .env("IPINFO_API_KEY", TOKEN)
+        .env("IPINFO_URL", &ipinfo.url);
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains("the GitHub range list is unavailable"),
+        "{text}"
+    );
+    assert!(text.contains("requesters wait for a range list"), "{text}");
+    assert_labels(&env, &[("52.1.1.4", None), ("192.0.2.77", Some("bogon"))]);
+    assert!(ipinfo.requests().is_empty());
+}
+
+#[test]
+fn a_broken_range_file_makes_that_service_unavailable() {
+    let env = extracted();
+    let ranges = env.dir.path().join("ranges");
+    crate::common::copy_dir(&fixture("ranges"), &ranges);
+    std::fs::write(ranges.join("gcp.json"), "<html>not json</html>").unwrap();
+    let output = env.run(&[
+        "update",
+        "regions",
+        "--ranges-dir",
+        ranges.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = stderr(&output);
+    assert!(text.contains("the GCP range list is unavailable"), "{text}");
+    // GitHub and AWS come before GCP: still labelled; GCP and later wait
+    assert_labels(
+        &env,
+        &[
+            ("140.82.112.3", Some("GitHub")),
+            ("52.1.1.1", Some("AWS/us-east-1")),
+            ("34.80.0.1", None),
+            ("104.131.0.1", None),
+        ],
+    );
+}

@@ -1,0 +1,458 @@
+//! The CRON pipeline: `run` end to end with mock services and a local git repository, `publish`
+//! refusing private data, one run per cache, `stop` during a run, `reset extraction`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::common::mock::{MockServer, Reply};
+use crate::common::{Env, copy_dir, fixture, generate_logs, stderr, tree};
+use serde_json::json;
+
+fn git(repo: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn new_repo(env: &Env) -> PathBuf {
+    let repo = env.dir.path().join("published");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "--quiet"]);
+    repo
+}
+
+fn ipinfo() -> MockServer {
+    MockServer::start(|request, _| {
+        let ips: Vec<String> = serde_json::from_slice(&request.body).unwrap();
+        let answer: serde_json::Map<String, serde_json::Value> = ips
+            .iter()
+            .map(|ip| {
+                (
+                    ip.clone(),
+                    json!({"ip": ip, "region": "California", "country": "US"}),
+                )
+            })
+            .collect();
+        Reply::json(200, serde_json::Value::Object(answer))
+    })
+}
+
+fn opencage() -> MockServer {
+    MockServer::start(|_, _| {
+        Reply::json(
+            200,
+            json!({"results": [{"geometry": {"lat": 36.7014631, "lng": -118.755997}}],
+            "status": {"code": 200, "message": "OK"}, "total_results": 1}),
+        )
+    })
+}
+
+/// `run` on `logs` with both mock services, publishing into `repo`.
+fn run(env: &Env, logs: &Path, repo: &Path, ipinfo: &MockServer, opencage: &MockServer) -> Output {
+    let mut command = env.command(&[
+        "run",
+        logs.to_str().unwrap(),
+        "--ranges-dir",
+        fixture("ranges").to_str().unwrap(),
+        "--region-threshold",
+        "0",
+        "--publish",
+        repo.to_str().unwrap(),
+    ]);
+    command
+        .env("IPINFO_API_KEY", "token")
+        .env("IPINFO_URL", &ipinfo.url)
+        .env("OPENCAGE_API_KEY", "key")
+        .env("OPENCAGE_URL", &opencage.url);
+    command.output().unwrap()
+}
+
+#[test]
+fn run_publishes_then_commits_only_what_changed_then_nothing() {
+    let env = Env::new();
+    let (ipinfo, opencage) = (ipinfo(), opencage());
+    let repo = new_repo(&env);
+    let logs = env.dir.path().join("logs");
+    copy_dir(&fixture("summaries/logs"), &logs.join("a"));
+
+    let first = run(&env, &logs, &repo, &ipinfo, &opencage);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let table = String::from_utf8_lossy(&first.stdout).into_owned();
+    for stage in [
+        "extract",
+        "regions",
+        "coordinates",
+        "summaries",
+        "totals",
+        "publish",
+    ] {
+        assert!(table.contains(stage), "{table}");
+    }
+    assert_eq!(git(&repo, &["rev-list", "--count", "HEAD"]).trim(), "1");
+    let published = tree(&repo);
+    for file in [
+        "content/totals.json",
+        "content/archive_totals.json",
+        "content/region_codes_to_coordinates.yaml",
+        "content/summaries/archive/by_day.tsv",
+        "content/summaries/ds1/by_asset.tsv",
+    ] {
+        assert!(
+            published.contains_key(file),
+            "{file} not published: {:?}",
+            published.keys()
+        );
+    }
+    // the requester ipinfo placed in California got the geocoder's coordinates
+    let yaml =
+        String::from_utf8(published["content/region_codes_to_coordinates.yaml"].clone()).unwrap();
+    assert!(
+        yaml.contains("\"US/California\": {latitude: 36.7014631, longitude: -118.755997}"),
+        "{yaml}"
+    );
+    let message = git(&repo, &["log", "-1", "--format=%s"]);
+    assert!(
+        message.contains("ds1") && message.contains("from 2024-03-01 to 2024-03-03"),
+        "{message}"
+    );
+
+    // more logs, in one dataset only: the second commit holds exactly the files whose bytes changed
+    let more = logs.join("b");
+    crate::common::write_log(
+        &more,
+        "2024-03-04-00-00-00-9999999999999999",
+        "zarr/abc/2/0",
+        &["34.80.0.1"],
+    );
+    let second = run(&env, &logs, &repo, &ipinfo, &opencage);
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    assert_eq!(git(&repo, &["rev-list", "--count", "HEAD"]).trim(), "2");
+    let after = tree(&repo);
+    let changed: Vec<&String> = after
+        .iter()
+        .filter(|(path, bytes)| published.get(*path) != Some(*bytes))
+        .map(|(path, _)| path)
+        .collect();
+    let mut committed: Vec<String> = git(&repo, &["diff", "--name-only", "HEAD~1", "HEAD"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    committed.sort();
+    assert!(!changed.is_empty());
+    assert_eq!(committed.iter().collect::<Vec<_>>(), changed);
+    assert!(
+        !committed.iter().any(|path| path.contains("/ds1/")),
+        "{committed:?}"
+    );
+
+    // nothing new: no commit
+    let third = run(&env, &logs, &repo, &ipinfo, &opencage);
+    assert_eq!(third.status.code(), Some(0), "{}", stderr(&third));
+    assert_eq!(git(&repo, &["rev-list", "--count", "HEAD"]).trim(), "2");
+    assert!(String::from_utf8_lossy(&third.stdout).contains("no change"));
+}
+
+#[test]
+fn publish_refuses_a_file_holding_an_ip_and_names_it() {
+    let env = Env::new();
+    env.extract(&[&fixture("summaries/logs")], 0);
+    assert!(
+        env.run(&["update", "summaries", "--region-threshold", "0"])
+            .status
+            .success()
+    );
+    let by_asset = env.cache.join("summaries/ds1/by_asset.tsv");
+    let mut text = std::fs::read_to_string(&by_asset).unwrap();
+    text.push_str("from 198.51.100.23\t1\t<50\t<50\t<50\n");
+    std::fs::write(&by_asset, &text).unwrap();
+    let repo = new_repo(&env);
+    let output = env.run(&["publish", repo.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    let line = text.lines().count();
+    assert!(
+        message.contains(&format!(
+            "summaries/ds1/by_asset.tsv line {line} holds an IP address"
+        )),
+        "{message}"
+    );
+    assert!(!message.contains("198.51.100.23"));
+    // nothing was written
+    assert!(!repo.join("content").exists());
+
+    // a requester id is refused too
+    let id = String::from_utf8(env.run(&["dump"]).stdout)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .rsplit('\t')
+        .next()
+        .unwrap()
+        .to_owned();
+    std::fs::write(&by_asset, format!("asset_path\tbytes_sent\nx{id}\t1\n")).unwrap();
+    let output = env.run(&["publish", repo.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("line 2 holds a requester index"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// A run slowed down by a pause before each extraction batch, and its standard error lines.
+fn slow_run(
+    env: &Env,
+    logs: &Path,
+    extra: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let ranges = fixture("ranges");
+    let mut args = vec![
+        "run",
+        logs.to_str().unwrap(),
+        "--ranges-dir",
+        ranges.to_str().unwrap(),
+        "--batch-files",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    let mut child = env
+        .command(&args)
+        .env("S3TALLY_TEST_BATCH_PAUSE_MS", "40")
+        .env_remove("IPINFO_API_KEY")
+        .env_remove("OPENCAGE_API_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            if sender.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    (child, receiver)
+}
+
+fn wait_for(lines: &std::sync::mpsc::Receiver<String>, needle: &str) {
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the line comes");
+        if line.contains(needle) {
+            return;
+        }
+    }
+}
+
+#[test]
+fn two_runs_on_one_cache_the_second_exits_naming_the_pid_or_waits() {
+    let env = Env::new();
+    let logs = env.dir.path().join("logs");
+    generate_logs(&logs, 1, 0.05, 3);
+    let (mut first, lines) = slow_run(&env, &logs, &[]);
+    wait_for(&lines, "extract: 1/");
+    let second = env.run(&[
+        "run",
+        logs.to_str().unwrap(),
+        "--ranges-dir",
+        fixture("ranges").to_str().unwrap(),
+    ]);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        stderr(&second).contains(&format!("in use by s3tally PID {}", first.id())),
+        "{}",
+        stderr(&second)
+    );
+    // --wait queues behind it
+    let waiting = env
+        .command(&[
+            "run",
+            logs.to_str().unwrap(),
+            "--ranges-dir",
+            fixture("ranges").to_str().unwrap(),
+            "--wait",
+        ])
+        .env_remove("IPINFO_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(first.wait().unwrap().code(), Some(0));
+    assert_eq!(waiting.status.code(), Some(0), "{}", stderr(&waiting));
+    assert!(stderr(&waiting).contains(&format!("waiting for s3tally PID {}", first.id())));
+}
+
+#[test]
+fn stop_during_run_exits_3_and_the_next_run_resumes() {
+    let reference = {
+        let env = Env::new();
+        let logs = env.dir.path().join("logs");
+        generate_logs(&logs, 1, 0.05, 4);
+        env.extract(&[&logs], 0);
+        env.dump()
+    };
+    let env = Env::new();
+    let logs = env.dir.path().join("logs");
+    generate_logs(&logs, 1, 0.05, 4);
+    let (mut child, lines) = slow_run(&env, &logs, &[]);
+    wait_for(&lines, "extract: 1/");
+    assert!(env.run(&["stop"]).status.success());
+    assert_eq!(child.wait().unwrap().code(), Some(3));
+    let rest: Vec<String> = lines.try_iter().collect();
+    assert!(
+        rest.iter().any(|l| l.contains("run: extract stopped")),
+        "{rest:?}"
+    );
+    // the later stages did not run after a stopped extraction
+    assert!(
+        !rest.iter().any(|l| l.contains("run: summaries")),
+        "{rest:?}"
+    );
+    let output = env
+        .command(&[
+            "run",
+            logs.to_str().unwrap(),
+            "--ranges-dir",
+            fixture("ranges").to_str().unwrap(),
+        ])
+        .env_remove("IPINFO_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(env.dump(), reference);
+}
+
+#[test]
+fn a_stage_that_cannot_finish_is_reported_and_the_rest_still_runs() {
+    let env = Env::new();
+    let refused =
+        MockServer::start(|_, _| Reply::json(401, json!({"error": {"title": "Unknown token"}})));
+    let output = env
+        .command(&[
+            "run",
+            fixture("regions/logs").to_str().unwrap(),
+            "--ranges-dir",
+            fixture("ranges").to_str().unwrap(),
+        ])
+        .env("IPINFO_API_KEY", "wrong")
+        .env("IPINFO_URL", &refused.url)
+        .env_remove("OPENCAGE_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("IPINFO_API_KEY"));
+    let table = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(table.contains("failed"), "{table}");
+    assert!(env.cache.join("summaries/totals.json").exists(), "{table}");
+}
+
+#[test]
+fn the_readme_main_job_needs_no_key_and_no_network() {
+    let env = Env::new();
+    let output = env
+        .command(&[
+            "run",
+            fixture("").to_str().unwrap(),
+            "--ranges-dir",
+            fixture("ranges").to_str().unwrap(),
+            "--region-threshold",
+            "0",
+        ])
+        .env_remove("IPINFO_API_KEY")
+        .env_remove("OPENCAGE_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let out = env.cache.join("summaries");
+    for file in [
+        "totals.json",
+        "archive_totals.json",
+        "region_codes_to_coordinates.yaml",
+        "archive/by_day.tsv",
+        "archive/by_region.tsv",
+        "archive/requester_count.tsv",
+        "ds1/by_day.tsv",
+        "ds1/by_asset.tsv",
+        "ds1/by_region.tsv",
+        "ds1/requester_count.tsv",
+    ] {
+        assert!(out.join(file).exists(), "{file}");
+    }
+    let regions = std::fs::read_to_string(out.join("archive/by_region.tsv")).unwrap();
+    for label in ["bogon", "AWS/us-east-1", "GitHub", "missing"] {
+        assert!(
+            regions.contains(&format!("\n{label}\t")),
+            "{label} in {regions}"
+        );
+    }
+}
+
+#[test]
+fn reset_extraction_asks_unless_yes() {
+    let env = Env::new();
+    env.extract(&[&fixture("nasty/logs")], 0);
+    let before = env.dump();
+    let refused = env.run(&["reset", "extraction"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("--yes"));
+    assert_eq!(env.dump(), before);
+    assert!(env.run(&["reset", "extraction", "--yes"]).status.success());
+    assert_eq!(env.dump().lines().count(), 1);
+    env.extract(&[&fixture("nasty/logs")], 0);
+    assert_eq!(env.dump(), before);
+}
+
+#[test]
+fn publish_pushes_to_the_configured_remote() {
+    let env = Env::new();
+    env.extract(&[&fixture("summaries/logs")], 0);
+    assert!(
+        env.run(&["update", "summaries", "--region-threshold", "0"])
+            .status
+            .success()
+    );
+    let remote = env.dir.path().join("remote.git");
+    let status = Command::new("git")
+        .args(["init", "--quiet", "--bare"])
+        .arg(&remote)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let clone = env.dir.path().join("clone");
+    let status = Command::new("git")
+        .args(["clone", "--quiet"])
+        .arg(&remote)
+        .arg(&clone)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = env.run(&["publish", clone.to_str().unwrap(), "--push"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stderr(&output).contains("pushed"), "{}", stderr(&output));
+    let files = git(&remote, &["ls-tree", "-r", "--name-only", "HEAD"]);
+    assert!(
+        files
+            .lines()
+            .any(|f| f == "content/summaries/ds1/by_day.tsv"),
+        "{files}"
+    );
+    // --no-commit copies without committing
+    let fresh = new_repo(&env);
+    let output = env.run(&["publish", fresh.to_str().unwrap(), "--no-commit"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(fresh.join("content/summaries/ds1/by_day.tsv").exists());
+    assert!(git(&fresh, &["status", "--porcelain"]).contains("content/"));
+}
