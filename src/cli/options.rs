@@ -1,6 +1,7 @@
 //! Option groups shared by several commands (clap `flatten`), and their conversion into each
 //! stage's options. Conversion is pure: it reads neither the environment nor the disk beyond
-//! checking that given directories exist; what comes from the environment arrives in [`Secrets`].
+//! checking that given directories exist; what comes from the environment arrives in
+//! [`Environment`].
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,9 +22,9 @@ use crate::summaries::SummaryOptions;
 use crate::summaries::disclosure::Privacy;
 use crate::summaries::grouping::Grouping;
 
-/// What comes from the environment: API keys and range-list URLs, read once.
+/// What comes from the environment: API keys and range-list URLs, read once per command.
 #[derive(Debug, Clone)]
-pub(super) struct Secrets {
+pub(super) struct Environment {
     /// `IPINFO_API_KEY`.
     pub ipinfo_key: Option<String>,
     /// `OPENCAGE_API_KEY`.
@@ -32,7 +33,7 @@ pub(super) struct Secrets {
     pub range_urls: [String; 4],
 }
 
-impl Secrets {
+impl Environment {
     /// Reads the environment.
     pub(super) fn from_env() -> Self {
         Self {
@@ -95,20 +96,15 @@ pub struct ExtractTuning {
 }
 
 impl ExtractTuning {
-    /// The extract stage's options for these log directories (which must exist).
-    pub(super) fn options(
-        &self,
-        log_dirs: &[PathBuf],
-        salt: Salt,
-    ) -> Result<ExtractOptions, UsageError> {
-        check_dirs("log directory", log_dirs)?;
-        Ok(ExtractOptions {
+    /// The extract stage's options for these log directories (checked by the caller first).
+    pub(super) fn options(&self, log_dirs: &[PathBuf], salt: Salt) -> ExtractOptions {
+        ExtractOptions {
             log_dirs: log_dirs.to_vec(),
             exclusion: self.exclusion.exclusion(),
             batch_bytes: self.batch_mb * 1_000_000,
             batch_files: self.batch_files as usize,
             salt,
-        })
+        }
     }
 }
 
@@ -175,16 +171,16 @@ impl RegionsTuning {
     pub(super) fn options(
         &self,
         network: &NetworkArgs,
-        secrets: &Secrets,
+        environment: &Environment,
     ) -> Result<RegionsOptions, UsageError> {
         if let Some(dir) = &self.ranges_dir {
             check_dirs("ranges directory", std::slice::from_ref(dir))?;
         }
         Ok(RegionsOptions {
             ranges_dir: self.ranges_dir.clone(),
-            range_urls: secrets.range_urls.clone(),
+            range_urls: environment.range_urls.clone(),
             ipinfo_url: self.ipinfo_url.clone(),
-            ipinfo_key: secrets.ipinfo_key.clone(),
+            ipinfo_key: environment.ipinfo_key.clone(),
             batch_size: usize::from(self.batch_size),
             concurrency: usize::from(self.concurrency),
             timeout: network.timeout(),
@@ -211,12 +207,12 @@ impl GeocoderArgs {
         &self,
         output_dir: PathBuf,
         network: &NetworkArgs,
-        secrets: &Secrets,
+        environment: &Environment,
     ) -> CoordinatesOptions {
         CoordinatesOptions {
             output_dir,
             opencage_url: self.opencage_url.clone(),
-            opencage_key: secrets.opencage_key.clone(),
+            opencage_key: environment.opencage_key.clone(),
             timeout: network.timeout(),
             policy: network.policy(),
         }

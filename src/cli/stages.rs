@@ -8,8 +8,8 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
 use super::options::{
-    ExclusionArgs, ExtractTuning, GeocoderArgs, NetworkArgs, RegionsTuning, Secrets, SummaryArgs,
-    check_dirs, warn_if_exact,
+    Environment, ExclusionArgs, ExtractTuning, GeocoderArgs, NetworkArgs, RegionsTuning,
+    SummaryArgs, check_dirs, warn_if_exact,
 };
 use super::{Place, Writing, print_out};
 use crate::cache::Cache;
@@ -179,19 +179,21 @@ fn configure_threads(threads: Option<usize>) -> anyhow::Result<()> {
 /// `s3tally run`.
 pub(super) fn run(place: &Place, args: RunArgs) -> anyhow::Result<Outcome> {
     let cache = place.cache()?;
-    let secrets = Secrets::from_env();
+    let environment = Environment::from_env();
     let summaries = args.summaries.options(&cache);
     warn_if_exact(&summaries);
     check_dirs("log directory", &args.log_dirs)?;
     let extract = args
         .extract
-        .options(&args.log_dirs, Salt::load(&place.config_dir)?)?;
+        .options(&args.log_dirs, Salt::load(&place.config_dir)?);
     let options = RunOptions {
         extract,
-        regions: args.regions.options(&args.network, &secrets)?,
-        coordinates: args
-            .geocoder
-            .options(summaries.output_dir.clone(), &args.network, &secrets),
+        regions: args.regions.options(&args.network, &environment)?,
+        coordinates: args.geocoder.options(
+            summaries.output_dir.clone(),
+            &args.network,
+            &environment,
+        ),
         publish: args
             .publish
             .map(|repo| publish_options(repo, summaries.output_dir.clone(), true, args.push)),
@@ -210,7 +212,7 @@ pub(super) fn extract(place: &Place, args: &ExtractArgs) -> anyhow::Result<Outco
     check_dirs("log directory", &args.log_dirs)?;
     let options = args
         .tuning
-        .options(&args.log_dirs, Salt::load(&place.config_dir)?)?;
+        .options(&args.log_dirs, Salt::load(&place.config_dir)?);
     configure_threads(args.tuning.threads)?;
     Writing::open(cache, false)?.run_stage::<Extract>(&options)
 }
@@ -218,15 +220,15 @@ pub(super) fn extract(place: &Place, args: &ExtractArgs) -> anyhow::Result<Outco
 /// `s3tally update ...`.
 pub(super) fn update(place: &Place, command: UpdateCommand) -> anyhow::Result<Outcome> {
     let cache = place.cache()?;
-    let secrets = Secrets::from_env();
+    let environment = Environment::from_env();
     match command {
         UpdateCommand::Regions(args) => {
-            let options = args.tuning.options(&args.network, &secrets)?;
+            let options = args.tuning.options(&args.network, &environment)?;
             Writing::open_existing(cache)?.run_stage::<Regions>(&options)
         }
         UpdateCommand::Coordinates(args) => {
             let output = cache.summaries_dir(args.output.as_deref());
-            let options = args.geocoder.options(output, &args.network, &secrets);
+            let options = args.geocoder.options(output, &args.network, &environment);
             Writing::open_existing(cache)?.run_stage::<Coordinates>(&options)
         }
         UpdateCommand::Summaries(args) => {
