@@ -11,19 +11,34 @@ and downloads (status 200). Lines it cannot match are counted, not guessed.
 Output: TSV `object_key, requests, bytes_sent, downloads`, sorted by key (bytes order).
 """
 import collections
+import datetime
 import gzip
 import os
 import re
 import sys
 
 LOG_NAME = re.compile(rb"\d{4}-\d{1,2}-\d{1,2}-\d{1,2}-\d{1,2}-\d{1,2}-[0-9A-Za-z]{1,64}(\.gz)?$")
-# owner bucket [time] ip requester request-id operation key "uri" status error bytes size total turnaround "referrer...
-LINE = re.compile(
-    rb'^\S+ +\S+ +\[(?P<time>[^\]]*)\] +(?P<ip>\S+) +\S+ +\S+ +(?P<op>\S+) +(?P<key>\S+) +'
-    rb'(?:"(?P<uri>.*?)"|(?P<bare>\S+)) +(?P<status>\d{3}) +\S+ +(?P<bytes>\d+|-) +(?:\d+|-) +(?:\d+|-) +(?:\d+|-) +"'
-)
-OPERATION = re.compile(rb"^\S+ +\S+ +\[[^\]]*\] +\S+ +\S+ +\S+ +(\S+)")
+# owner bucket [time] ip requester request-id operation key "uri" status error bytes size total
+# turnaround "referrer... The requester may hold spaces (a CloudFront origin access identity): the
+# operation is the first field, after at least two, shaped like one (REST.GET.OBJECT).
+HEAD = rb'^\S+ +\S+ +\[(?P<time>[^\]]*)\] +(?P<ip>\S+) +(?:\S+ +){2,9}?(?P<op>[A-Z0-9_]+(?:\.[A-Z0-9_]+)+) +'
+TAIL = rb'(?P<key>\S+) +(?:"(?P<uri>.*?)"|(?P<bare>\S+)) +(?P<status>\d{3}) +\S+ +(?P<bytes>\d+|-) +(?:\d+|-) +(?:\d+|-) +(?:\d+|-) +'
+# the referrer is quoted; a bare - is read only when no quoted one fits
+LINE_QUOTED = re.compile(HEAD + TAIL + rb'"')
+LINE_BARE = re.compile(HEAD + TAIL + rb'-(?: |$)')
+OPERATION = re.compile(HEAD + rb'\S')
 TIME = re.compile(rb"^\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}$")
+
+
+def real_time(text):
+    """Whether a log time is a real date and time of day (no 30:58:50)."""
+    if not TIME.match(text):
+        return False
+    try:
+        datetime.datetime.strptime(text.decode(), "%d/%b/%Y:%H:%M:%S %z")
+    except ValueError:
+        return False
+    return True
 
 
 def log_files(root):
@@ -45,7 +60,7 @@ def main(roots):
     seen = set()
     for root in roots:
         for path in sorted(log_files(root)):
-            identity = os.path.relpath(path, root).removesuffix(".gz")
+            identity = os.path.basename(path).removesuffix(".gz")
             if identity in seen:
                 continue
             seen.add(identity)
@@ -55,10 +70,10 @@ def main(roots):
                 if operation is None:
                     unreadable += bool(line.strip())
                     continue
-                if operation.group(1) != b"REST.GET.OBJECT":
+                if operation.group("op") != b"REST.GET.OBJECT":
                     continue
-                match = LINE.match(line)
-                if match is None or not TIME.match(match.group("time")):
+                match = LINE_QUOTED.match(line) or LINE_BARE.match(line)
+                if match is None or not real_time(match.group("time")):
                     unreadable += 1
                     continue
                 if not match.group("status").startswith(b"2"):

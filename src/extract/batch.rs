@@ -40,7 +40,8 @@ pub(super) fn plan(
     for file in found.files {
         let identity = file.identity();
         if !seen.insert(identity.clone()) {
-            report.already_extracted += 1;
+            // the same log under another path or link: counted once
+            report.duplicates.push(file.path.clone());
             continue;
         }
         match processed.get(&identity) {

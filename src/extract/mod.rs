@@ -51,6 +51,8 @@ pub(crate) struct ExtractReport {
     pub ignored: u64,
     /// Files skipped because they were extracted before.
     pub already_extracted: u64,
+    /// Files found again in this run under another path or link (the same log name).
+    pub duplicates: Vec<PathBuf>,
     /// Files extracted before whose size has changed since (not extracted again).
     pub changed: Vec<String>,
     /// Files extracted now.
@@ -105,6 +107,13 @@ impl stage::Report for ExtractReport {
             "extract: {} log files found, {} already extracted, {} other files ignored",
             self.found, self.already_extracted, self.ignored
         ));
+        if let Some(first) = self.duplicates.first() {
+            lines.push(format!(
+                "extract: {} log files were found under more than one path or link and counted once (first: {})",
+                self.duplicates.len(),
+                first.display()
+            ));
+        }
         for reject in &self.first_rejects {
             lines.push(format!(
                 "rejected {}:{}: {}: {}",
@@ -154,9 +163,9 @@ impl stage::Report for ExtractReport {
 
     fn pending(&self) -> String {
         if self.stopped {
-            let left = self
-                .found
-                .saturating_sub(self.already_extracted + self.extracted);
+            let left = self.found.saturating_sub(
+                self.already_extracted + self.extracted + self.duplicates.len() as u64,
+            );
             format!("{left} files")
         } else {
             String::new()

@@ -9,8 +9,10 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-/// What identifies a log file in the store, so that it is extracted once: today its path
-/// relative to the log directory it was found in, without `.gz`.
+/// What identifies a log file, so that it is extracted once: its name without `.gz`. S3 gives
+/// every log object a globally unique name (`[prefix]YYYY-MM-DD-hh-mm-ss-UNIQUE`), so the same log
+/// found under two paths, through a symlink, in a moved directory or as a local copy of the
+/// bucket's object is one log.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct LogIdentity(pub String);
 
@@ -35,15 +37,11 @@ impl LogFile {
         self.relative.ends_with(".gz")
     }
 
-    /// The file's identity in the store: its relative path without `.gz`, so that compressing a
-    /// log after it was extracted does not make it new.
+    /// The file's identity: its name without `.gz` (compressing a log after it was extracted
+    /// does not make it new).
     pub(crate) fn identity(&self) -> LogIdentity {
-        LogIdentity(
-            self.relative
-                .strip_suffix(".gz")
-                .unwrap_or(&self.relative)
-                .to_owned(),
-        )
+        let name = self.relative.rsplit('/').next().unwrap_or(&self.relative);
+        LogIdentity(name.strip_suffix(".gz").unwrap_or(name).to_owned())
     }
 
     /// Reads the whole file, decompressed.

@@ -4,15 +4,21 @@
 //! quotes and spaces themselves, fields may be separated by more than one space, and new fields are
 //! appended at the end of the line. The parser reads only what a request needs and finds the end of
 //! the request URI by the shape of what follows it (a closing quote, a 3-digit status, the error
-//! code, four numeric-or-`-` fields and the opening quote of the referrer), so text inside the URI
-//! such as `HTTP/1.1" 200` cannot mislead it. A line it cannot read is rejected with a reason,
-//! never guessed at.
+//! code, four numeric-or-`-` fields and the opening quote of the referrer, or a bare `-` referrer
+//! when no quoted one fits), so text inside the URI such as `HTTP/1.1" 200` cannot mislead it.
+//! The operation is found by its shape (`REST.GET.OBJECT`: capitals, digits and `_` between dots),
+//! so a requester with spaces in it (a `CloudFront` origin access identity) does not shift it. A
+//! line it cannot read is rejected with a reason, never guessed at or skipped: only well-read
+//! lines of other operations or statuses are skipped.
 
 use chrono::NaiveDate;
 use memchr::{memchr, memchr_iter};
 
 /// The operation whose successful requests are counted.
 pub(crate) const GET_OBJECT: &[u8] = b"REST.GET.OBJECT";
+
+/// How many fields the requester may span (an origin access identity holds spaces).
+const MAX_REQUESTER_FIELDS: usize = 8;
 
 /// Larger byte counts are rejected: no object is bigger than 1 EiB, and bins keep three spare bits.
 pub(crate) const MAX_BYTES_SENT: u64 = 1 << 60;
@@ -49,8 +55,11 @@ pub(crate) enum Reject {
     /// The line ends before the operation field.
     #[error("line ends before the operation field")]
     TooShort,
-    /// The time field is not `[DD/Mon/YYYY:hh:mm:ss +zzzz]`.
-    #[error("time field is not [DD/Mon/YYYY:hh:mm:ss +zzzz]")]
+    /// No field where the operation should be is shaped like one (`REST.GET.OBJECT`).
+    #[error("no operation field (like REST.GET.OBJECT) after the requester")]
+    NoOperation,
+    /// The time field is not `[DD/Mon/YYYY:hh:mm:ss +zzzz]` with a real date and time.
+    #[error("time field is not [DD/Mon/YYYY:hh:mm:ss +zzzz] with a real date and time")]
     BadTime,
     /// A GET line without an object key.
     #[error("GET line ends before the object key")]
@@ -88,14 +97,13 @@ pub(crate) fn get_fields(line: &[u8]) -> Result<Option<GetFields<'_>>, Reject> {
     cursor.token().ok_or(Reject::TooShort)?;
     let time = cursor.bracketed().ok_or(Reject::TooShort)?;
     let remote_ip = cursor.token().ok_or(Reject::TooShort)?;
-    // requester, request id
-    cursor.token().ok_or(Reject::TooShort)?;
-    cursor.token().ok_or(Reject::TooShort)?;
-    let operation = cursor.token().ok_or(Reject::TooShort)?;
+    let operation = operation(&mut cursor)?;
+    let key = cursor.token();
     if operation != GET_OBJECT {
-        return Ok(None);
+        // every operation has a key or `-` after it: a line that ends here was cut
+        return key.map(|_| None).ok_or(Reject::TooShort);
     }
-    let key = cursor.token().ok_or(Reject::NoKey)?;
+    let key = key.ok_or(Reject::NoKey)?;
     let after_uri = find_request_end(line, cursor.pos).ok_or(Reject::NoRequestEnd)?;
     Ok(Some(GetFields {
         time,
@@ -103,6 +111,39 @@ pub(crate) fn get_fields(line: &[u8]) -> Result<Option<GetFields<'_>>, Reject> {
         key,
         after_uri,
     }))
+}
+
+/// Moves past the requester (one field, or several when it holds spaces) and the request id, and
+/// returns the operation: the first field after at least two others shaped like an operation.
+fn operation<'a>(cursor: &mut Cursor<'a>) -> Result<&'a [u8], Reject> {
+    let mut before = 0;
+    loop {
+        let token = cursor.token().ok_or(Reject::TooShort)?;
+        if before >= 2 && is_operation(token) {
+            return Ok(token);
+        }
+        before += 1;
+        if before > MAX_REQUESTER_FIELDS + 1 {
+            return Err(Reject::NoOperation);
+        }
+    }
+}
+
+/// Whether a field is shaped like an operation: two or more words of capitals, digits and `_`,
+/// joined by dots (`REST.GET.OBJECT`, `S3.EXPIRE.OBJECT`, `BATCH.DELETE.OBJECT`).
+fn is_operation(field: &[u8]) -> bool {
+    let mut words = 0;
+    for word in field.split(|&b| b == b'.') {
+        if word.is_empty()
+            || !word
+                .iter()
+                .all(|&b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return false;
+        }
+        words += 1;
+    }
+    words >= 2
 }
 
 /// Reads one line (without its line ending; a trailing `\r` is ignored).
@@ -182,7 +223,7 @@ pub(crate) struct AfterUri<'a> {
     pub bytes_sent: &'a [u8],
     /// Object size as written (a number or `-`).
     pub object_size: &'a [u8],
-    /// Where the referrer's opening quote is.
+    /// Where the referrer starts: its opening quote, or a bare `-`.
     pub referrer_start: usize,
 }
 
@@ -195,16 +236,29 @@ pub(crate) fn find_request_end(line: &[u8], from: usize) -> Option<AfterUri<'_>>
     }
     if line[cursor.pos] != b'"' {
         cursor.token()?;
-        return fields_after_uri(line, cursor.pos);
+        return fields_after_uri(line, cursor.pos, Referrer::Quoted)
+            .or_else(|| fields_after_uri(line, cursor.pos, Referrer::BareDash));
     }
     let open = cursor.pos;
-    memchr_iter(b'"', &line[open + 1..])
-        .find_map(|offset| fields_after_uri(line, open + 1 + offset + 1))
+    let ends = || memchr_iter(b'"', &line[open + 1..]).map(|offset| open + 1 + offset + 1);
+    // a quoted referrer first, so that a bare `-` never wins over the usual shape
+    ends()
+        .find_map(|end| fields_after_uri(line, end, Referrer::Quoted))
+        .or_else(|| ends().find_map(|end| fields_after_uri(line, end, Referrer::BareDash)))
 }
 
-/// Reads `status error-code bytes-sent object-size total-time turn-around "` from `pos`; `None`
-/// unless every piece has the right shape.
-fn fields_after_uri(line: &[u8], pos: usize) -> Option<AfterUri<'_>> {
+/// How the referrer after the numeric fields may be written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Referrer {
+    /// `"..."`, as AWS writes it.
+    Quoted,
+    /// `-` alone, as some writers do.
+    BareDash,
+}
+
+/// Reads `status error-code bytes-sent object-size total-time turn-around` and the referrer's
+/// start from `pos`; `None` unless every piece has the right shape.
+fn fields_after_uri(line: &[u8], pos: usize, referrer: Referrer) -> Option<AfterUri<'_>> {
     let mut cursor = Cursor { line, pos };
     // at least one space must separate the closing quote from the status
     if line.get(pos) != Some(&b' ') {
@@ -222,7 +276,16 @@ fn fields_after_uri(line: &[u8], pos: usize) -> Option<AfterUri<'_>> {
             return None;
         }
     }
-    if cursor.at_end() || line[cursor.pos] != b'"' {
+    if cursor.at_end() {
+        return None;
+    }
+    let starts_referrer = match referrer {
+        Referrer::Quoted => line[cursor.pos] == b'"',
+        Referrer::BareDash => {
+            line[cursor.pos] == b'-' && line.get(cursor.pos + 1).is_none_or(|&b| b == b' ')
+        }
+    };
+    if !starts_referrer {
         return None;
     }
     let status = status
@@ -255,9 +318,9 @@ fn parse_digits(field: &[u8]) -> Option<u64> {
     })
 }
 
-/// Parses `DD/Mon/YYYY:hh:mm:ss +zzzz` into Unix seconds. The date must be a real date; hours,
-/// minutes and seconds are two digits each and are added as they are, so a value out of range
-/// (seen in synthetic logs) moves the time forward instead of losing the request.
+/// Parses `DD/Mon/YYYY:hh:mm:ss +zzzz` into Unix seconds. The date and the time of day must be
+/// real (`30:58:50` is rejected, not rolled into the next day; a leap second `:60` is too); the
+/// offset's hours and minutes are two digits each.
 pub(crate) fn parse_time(field: &[u8]) -> Option<i64> {
     if field.len() != 26
         || field[2] != b'/'
@@ -280,6 +343,9 @@ pub(crate) fn parse_time(field: &[u8]) -> Option<i64> {
         _ => return None,
     };
     let offset = sign * (number(22..24)? * 3600 + number(24..26)? * 60);
+    if hour > 23 || minute > 59 || second > 59 || offset.abs() > 18 * 3600 {
+        return None;
+    }
     let date = NaiveDate::from_ymd_opt(year as i32, month, day as u32)?;
     let midnight = date.and_hms_opt(0, 0, 0)?.and_utc().timestamp();
     Some(midnight + hour * 3600 + minute * 60 + second - offset)
@@ -392,13 +458,12 @@ mod tests {
             "512",
         );
         // every cut before the referrer's opening quote must be rejected, never read as a request
+        // nor skipped as another operation (a cut inside `REST.GET.OBJECT` still looks like one)
         let referrer = full.find("\"-\"").unwrap();
-        let operation_end = full.find(" ds/k").unwrap();
         for cut in 1..=referrer {
             let text = &full.as_bytes()[..cut];
             match parse_line(text) {
                 Line::Rejected(_) => {}
-                Line::Skipped if cut < operation_end => {}
                 other => panic!("cut at {cut}: {other:?}"),
             }
         }
@@ -506,6 +571,69 @@ mod tests {
     }
 
     #[test]
+    fn a_requester_with_spaces_does_not_shift_the_operation() {
+        let oai = "owner bucket [01/Jan/2020:05:06:35 +0000] 192.0.2.1 \
+            arn:aws:iam::cloudfront:user/CloudFront Origin Access Identity E2EXAMPLE 3E57427F3EXAMPLE \
+            REST.GET.OBJECT ds/a.nii \"GET /ds/a.nii HTTP/1.1\" 200 - 512 1000 5 4 \"-\" \"Amazon CloudFront\" -";
+        let request = get(oai);
+        assert_eq!(
+            (request.key, request.bytes_sent, request.time),
+            (&b"ds/a.nii"[..], 512, T0)
+        );
+        assert_eq!(request.remote_ip, b"192.0.2.1");
+        // the same with another operation is a well-read line: skipped
+        let head = oai.replace("REST.GET.OBJECT", "REST.HEAD.OBJECT");
+        assert_eq!(parse_line(head.as_bytes()), Line::Skipped);
+    }
+
+    #[test]
+    fn a_field_where_the_operation_should_be_that_is_no_operation_is_rejected() {
+        let text = "owner bucket [01/Jan/2020:05:06:35 +0000] 192.0.2.1 - REQID rest.get.object k \"GET /k HTTP/1.1\" 200 - 5 5 1 1 \"-\" \"-\" -";
+        assert_eq!(
+            parse_line(text.as_bytes()),
+            Line::Rejected(Reject::NoOperation)
+        );
+        // a lone operation with nothing after it was cut
+        let cut = "owner bucket [01/Jan/2020:05:06:35 +0000] 192.0.2.1 - REQID REST.HEAD.OBJECT";
+        assert_eq!(parse_line(cut.as_bytes()), Line::Rejected(Reject::TooShort));
+        for operation in [
+            "REST.GET.OBJECT",
+            "S3.EXPIRE.OBJECT",
+            "BATCH.DELETE.OBJECT",
+            "A.B",
+        ] {
+            assert!(is_operation(operation.as_bytes()), "{operation}");
+        }
+        for not in [
+            "REST",
+            "REST..GET",
+            ".GET",
+            "GET.",
+            "rest.get",
+            "3E57427F3EXAMPLE",
+            "-",
+        ] {
+            assert!(!is_operation(not.as_bytes()), "{not}");
+        }
+    }
+
+    #[test]
+    fn a_bare_dash_referrer_is_read_but_never_wins_over_a_quoted_one() {
+        let bare = "owner bucket [01/Jan/2020:05:06:35 +0000] 192.0.2.1 - REQID REST.GET.OBJECT k \"GET /k HTTP/1.1\" 206 - 77 1000 5 4 - \"curl/8\" -";
+        let request = get(bare);
+        assert_eq!((request.status, request.bytes_sent), (206, 77));
+        // a URI holding a fake end with a bare dash: the real, quoted end wins
+        let tricky = "owner bucket [01/Jan/2020:05:06:35 +0000] 192.0.2.1 - REQID REST.GET.OBJECT k \"GET /k?x=\" 404 - 1 1 1 1 - HTTP/1.1\" 200 - 9 9 1 1 \"-\" \"-\" -";
+        assert_eq!((get(tricky).status, get(tricky).bytes_sent), (200, 9));
+        // the bare dash must be a whole field
+        let glued = bare.replace(" 4 - \"curl", " 4 -x \"curl");
+        assert_eq!(
+            parse_line(glued.as_bytes()),
+            Line::Rejected(Reject::NoRequestEnd)
+        );
+    }
+
+    #[test]
     fn time_parsing() {
         assert_eq!(parse_time(b"01/Jan/2020:05:06:35 +0000"), Some(T0));
         assert_eq!(parse_time(b"01/Jan/2020:06:06:35 +0100"), Some(T0));
@@ -513,12 +641,17 @@ mod tests {
         // 2024-02-29 exists, 2023-02-29 does not
         assert!(parse_time(b"29/Feb/2024:00:00:00 +0000").is_some());
         assert_eq!(parse_time(b"29/Feb/2023:00:00:00 +0000"), None);
-        // out-of-range clock values move forward: 50:30:70 on day 0 is 2 days 2:31:10 later
-        let day = parse_time(b"01/Jan/2020:00:00:00 +0000").unwrap();
-        assert_eq!(
-            parse_time(b"01/Jan/2020:50:30:70 +0000"),
-            Some(day + 50 * 3600 + 30 * 60 + 70)
-        );
+        // out-of-range clock values are rejected, not rolled into a later day
+        for bad in [
+            "01/Jan/2020:50:30:10 +0000",
+            "01/Jan/2020:30:58:50 +0000",
+            "01/Jan/2020:23:60:00 +0000",
+            "01/Jan/2020:23:59:60 +0000",
+            "01/Jan/2020:23:59:59 +9900",
+        ] {
+            assert_eq!(parse_time(bad.as_bytes()), None, "{bad}");
+        }
+        assert!(parse_time(b"01/Jan/2020:23:59:59 -1200").is_some());
         assert_eq!(parse_time(b"1/Jan/2020:05:06:35 +0000"), None);
     }
 }

@@ -91,8 +91,13 @@ impl Store {
         };
         store.with(|conn| conn.execute_batch(schema::WRITER_PRAGMAS))?;
         store.with(|conn| conn.execute_batch(schema::TABLES))?;
-        store.check_schema_version()?;
-        store.with(schema::migrate)?;
+        match store.check_schema_version()? {
+            Some(found) if found < SCHEMA_VERSION => {
+                store.with(|conn| schema::migrate(conn, found))?;
+            }
+            Some(_) => {}
+            None => store.set_meta("schema_version", &SCHEMA_VERSION.to_string())?,
+        }
         Ok(store)
     }
 
@@ -184,21 +189,20 @@ impl Store {
         })
     }
 
-    fn check_schema_version(&self) -> Result<(), StoreError> {
-        match self.meta("schema_version")? {
-            Some(found) => {
-                let found: i64 = found.parse().unwrap_or(i64::MAX);
-                if found > SCHEMA_VERSION {
-                    return Err(StoreError::NewerSchema {
-                        dir: self.dir.clone(),
-                        found,
-                    });
-                }
-                Ok(())
-            }
-            None if self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) => Ok(()),
-            None => self.set_meta("schema_version", &SCHEMA_VERSION.to_string()),
+    /// The schema version written in the store (`None` for a new store); an error when newer
+    /// than this build's.
+    fn check_schema_version(&self) -> Result<Option<i64>, StoreError> {
+        let Some(found) = self.meta("schema_version")? else {
+            return Ok(None);
+        };
+        let found: i64 = found.parse().unwrap_or(i64::MAX);
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                dir: self.dir.clone(),
+                found,
+            });
         }
+        Ok(Some(found))
     }
 
     /// Records the salt's fingerprint on first use; refuses a different salt afterwards.

@@ -5,7 +5,11 @@ use rusqlite::Connection;
 
 /// Version of the schema this build writes. Raise it with every schema change, and add the step
 /// that brings the previous version up to date to [`migrate`].
-pub(crate) const VERSION: i64 = 1;
+///
+/// - 1: the first.
+/// - 2: a log file is identified by its name (S3 makes it unique), no longer by its path
+///   relative to the directory given; records of one log found under two paths merge.
+pub(crate) const VERSION: i64 = 2;
 
 /// Settings of every connection that writes.
 pub(super) const WRITER_PRAGMAS: &str =
@@ -41,10 +45,23 @@ CREATE TABLE IF NOT EXISTS rejects(
     PRIMARY KEY(file, line)) WITHOUT ROWID;
 ";
 
-/// Brings a store of version 1 written before a column was added up to date. Each later version
-/// adds its step here, run when the stored version is older.
-pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    // version 1 stores written before `labelled_in` existed
+/// Brings a store written by schema version `from` up to the current version, in one transaction.
+pub(crate) fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    if from <= 1 {
+        add_labelled_in(&tx)?;
+        identify_logs_by_name(&tx)?;
+    }
+    tx.execute(
+        "INSERT INTO meta(key, value) VALUES ('schema_version', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [VERSION.to_string()],
+    )?;
+    tx.commit()
+}
+
+/// Version 1 stores written before `labelled_in` existed get the column.
+fn add_labelled_in(conn: &Connection) -> rusqlite::Result<()> {
     let has_labelled_in = conn
         .prepare("SELECT 1 FROM pragma_table_info('requesters') WHERE name = 'labelled_in'")?
         .exists([])?;
@@ -52,4 +69,30 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         conn.execute_batch("ALTER TABLE requesters ADD COLUMN labelled_in INTEGER")?;
     }
     Ok(())
+}
+
+/// Version 2: a file record is keyed by the log's name (its last path segment); when one log
+/// was recorded under several paths, the first record extracted stays.
+fn identify_logs_by_name(conn: &Connection) -> rusqlite::Result<()> {
+    let paths: Vec<String> = conn
+        .prepare("SELECT path FROM files ORDER BY extracted_at, path")?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    conn.execute_batch(
+        "CREATE TABLE files_by_name AS SELECT * FROM files WHERE 0;
+         DELETE FROM files_by_name;",
+    )?;
+    {
+        let mut copy = conn.prepare(
+            "INSERT OR IGNORE INTO files(path, size, gzip, lines, requests, excluded, rejected, extracted_at)
+             SELECT ?2, size, gzip, lines, requests, excluded, rejected, extracted_at FROM files_by_name
+             WHERE path = ?1",
+        )?;
+        conn.execute_batch("INSERT INTO files_by_name SELECT * FROM files; DELETE FROM files;")?;
+        for path in &paths {
+            let name = path.rsplit('/').next().unwrap_or(path);
+            copy.execute([path.as_str(), name])?;
+        }
+    }
+    conn.execute_batch("DROP TABLE files_by_name;")
 }

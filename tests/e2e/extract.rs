@@ -5,18 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::common::{Env, copy_dir, fixture, per_object};
 
-#[test]
-fn nasty_lines_give_the_rows_written_by_hand() {
-    let env = Env::new();
-    let output = env.extract(&[&fixture("nasty/logs")], 0);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("3 log files found"), "{stderr}");
-    assert!(stderr.contains("1 other files ignored"), "{stderr}");
-    assert!(stderr.contains("11 requests"), "{stderr}");
-    assert!(stderr.contains("2 rejected lines"), "{stderr}");
-
+/// Checks `dump` against a fixture's `expected-dump.tsv` written by hand: the first four columns
+/// exactly, the requester as an opaque id that maps one to one onto the IPs written there.
+fn assert_dump_is(env: &Env, expected_file: &str, distinct_ips: usize) {
     let dump = env.dump();
-    let expected = std::fs::read_to_string(fixture("nasty/expected-dump.tsv")).unwrap();
+    let expected = std::fs::read_to_string(fixture(expected_file)).unwrap();
     let mut dump_lines = dump.lines();
     assert_eq!(
         dump_lines.next(),
@@ -25,8 +18,6 @@ fn nasty_lines_give_the_rows_written_by_hand() {
     let expected_rows: Vec<&str> = expected.lines().skip(1).collect();
     let rows: Vec<&str> = dump_lines.collect();
     assert_eq!(rows.len(), expected_rows.len(), "{dump}");
-    // the first four columns are exact; the requester is an opaque id that must map one to one
-    // onto the IPs written in the expected file
     let mut id_of_ip: HashMap<String, String> = HashMap::new();
     let mut ip_of_id: HashMap<String, String> = HashMap::new();
     for (row, expected_row) in rows.iter().zip(&expected_rows) {
@@ -41,16 +32,14 @@ fn nasty_lines_give_the_rows_written_by_hand() {
         );
         assert_eq!(ip_of_id.entry(requester.into()).or_insert(ip.into()), ip);
     }
-    assert_eq!(id_of_ip.len(), 4);
+    assert_eq!(id_of_ip.len(), distinct_ips);
 }
 
-#[test]
-fn rejected_lines_are_reported_with_file_and_line() {
-    let env = Env::new();
-    let output = env.extract(&[&fixture("nasty/logs")], 0);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+/// Checks the rejects report against a fixture's `expected-rejects.tsv` (file and line), and
+/// that each rejected line is also named on standard error.
+fn assert_rejects_are(env: &Env, stderr: &str, expected_file: &str) {
     let report = std::fs::read_to_string(env.cache.join("rejects.tsv")).unwrap();
-    let expected = std::fs::read_to_string(fixture("nasty/expected-rejects.tsv")).unwrap();
+    let expected = std::fs::read_to_string(fixture(expected_file)).unwrap();
     let located: Vec<String> = report
         .lines()
         .map(|line| line.split('\t').take(2).collect::<Vec<_>>().join("\t"))
@@ -63,6 +52,45 @@ fn rejected_lines_are_reported_with_file_and_line() {
             "{stderr}"
         );
     }
+}
+
+#[test]
+fn nasty_lines_give_the_rows_written_by_hand() {
+    let env = Env::new();
+    let output = env.extract(&[&fixture("nasty/logs")], 0);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("3 log files found"), "{stderr}");
+    assert!(stderr.contains("1 other files ignored"), "{stderr}");
+    assert!(stderr.contains("11 requests"), "{stderr}");
+    assert!(stderr.contains("2 rejected lines"), "{stderr}");
+    assert_dump_is(&env, "nasty/expected-dump.tsv", 4);
+}
+
+#[test]
+fn rejected_lines_are_reported_with_file_and_line() {
+    let env = Env::new();
+    let output = env.extract(&[&fixture("nasty/logs")], 0);
+    assert_rejects_are(
+        &env,
+        &String::from_utf8_lossy(&output.stderr),
+        "nasty/expected-rejects.tsv",
+    );
+}
+
+/// A requester with spaces (a `CloudFront` origin access identity), a bare `-` referrer and empty
+/// fields written `""` are read; an operation field not shaped like one and a clock out of range
+/// are rejected with a reason, never skipped nor rolled into another day.
+#[test]
+fn real_shapes_are_read_or_rejected_never_skipped() {
+    let env = Env::new();
+    let output = env.extract(&[&fixture("shapes/logs")], 0);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("4 requests"), "{stderr}");
+    assert!(stderr.contains("2 rejected lines"), "{stderr}");
+    assert!(stderr.contains("no operation field"), "{stderr}");
+    assert!(stderr.contains("real date and time"), "{stderr}");
+    assert_dump_is(&env, "shapes/expected-dump.tsv", 3);
+    assert_rejects_are(&env, &stderr, "shapes/expected-rejects.tsv");
 }
 
 /// Reads the Python tool's expected extraction: per object key, sorted (`YYMMDDhhmmss`, bytes, download).
