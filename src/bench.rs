@@ -372,9 +372,13 @@ mod tests {
         assert_eq!(found.files.len() as u64, report.files);
         let mut requests = 0;
         for file in &found.files {
-            let data = file.read().unwrap();
+            let mut chunks = file.open().unwrap();
+            let mut data = Vec::new();
+            while let Some(chunk) = chunks.next_chunk().unwrap() {
+                data.extend(chunk.data);
+            }
             assert_eq!(data, std::fs::read(b.path().join(&file.relative)).unwrap());
-            requests += crate::extract::parse::parse_log(&data).requests.len();
+            requests += crate::extract::parse::parse_lines(&data, 1).requests.len();
         }
         assert!(
             requests as u64 > report.lines / 4,

@@ -37,14 +37,59 @@ impl RetryPolicy {
     }
 }
 
+/// The largest answer read from a service; a larger one is an error, not an allocation.
+pub(crate) const MAX_BODY_BYTES: usize = 64 << 20;
+
+/// Which redirects a client follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Redirects {
+    /// None: the request carries addresses or a key, which must go nowhere else.
+    Never,
+    /// Only to `https` addresses (public documents such as range lists), at most five.
+    HttpsOnly,
+}
+
 /// An HTTP client whose connection attempts give up quickly, so that an offline run does not hang.
-pub(crate) fn client(timeout: Duration) -> reqwest::Client {
+pub(crate) fn client(timeout: Duration, redirects: Redirects) -> reqwest::Client {
+    let policy = match redirects {
+        Redirects::Never => reqwest::redirect::Policy::none(),
+        Redirects::HttpsOnly => reqwest::redirect::Policy::custom(|attempt| {
+            if attempt.url().scheme() == "https" && attempt.previous().len() <= 5 {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
+        }),
+    };
     reqwest::Client::builder()
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .timeout(timeout)
+        .redirect(policy)
         .user_agent(concat!("s3tally/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("the HTTP client builds with its default TLS roots")
+}
+
+/// Reads a response's body, refusing one larger than `limit` bytes; the error says why.
+pub(crate) async fn read_body(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, String> {
+    let too_large = || format!("answer larger than {} MB", limit >> 20);
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|error| describe(&error))? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The `Retry-After` of a response, in seconds (the HTTP-date form is not used by these services).
@@ -182,7 +227,10 @@ pub(crate) async fn send<T, E>(request: reqwest::RequestBuilder) -> Result<Answe
     })?;
     let status = response.status().as_u16();
     let wait = retry_after(&response);
-    let body = response.text().await.unwrap_or_default();
+    let body = read_body(response, MAX_BODY_BYTES)
+        .await
+        .map_err(|why| Attempt::Retry { why, wait: None })?;
+    let body = String::from_utf8_lossy(&body).into_owned();
     Ok(Answer { status, wait, body })
 }
 

@@ -1,5 +1,6 @@
-//! Graceful interruption: SIGTERM, SIGINT and `s3tally stop` ask the running stage to finish its
-//! current batch, commit and exit; a second SIGINT aborts at once (uncommitted work is simply lost).
+//! Graceful interruption: SIGTERM, SIGINT and `s3tally stop` (a request file in the cache) ask the
+//! running stage to finish its current batch, commit and exit; a second SIGINT aborts at once
+//! (uncommitted work is simply lost).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +28,21 @@ impl StopFlag {
         signal_hook::flag::register(SIGINT, flag.flag.clone())?;
         signal_hook::flag::register(SIGTERM, flag.flag.clone())?;
         Ok(flag)
+    }
+
+    /// Also raises the flag when `request` appears (`s3tally stop` writes it), checked every
+    /// 100 ms by a watching thread that ends once the flag is raised.
+    pub(crate) fn watch_request(&self, request: std::path::PathBuf) {
+        let flag = self.flag.clone();
+        std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                if request.exists() {
+                    flag.store(true, Ordering::Relaxed);
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
     }
 
     /// A flag for one stage: raised when this one is, and also raisable alone (a stage that must

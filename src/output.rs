@@ -2,7 +2,45 @@
 //! content changes, so that an unchanged file keeps its modification time and published diffs stay
 //! small.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::path::Path;
+
+/// `text` with every control character (C0, DEL, C1: tabs, line ends, NUL, escapes) written as
+/// `%XX` per byte, so that it cannot break a TSV row, a YAML line or a terminal.
+pub(crate) fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            let mut bytes = [0; 4];
+            for byte in c.encode_utf8(&mut bytes).bytes() {
+                let _ = write!(escaped, "%{byte:02X}");
+            }
+        } else {
+            escaped.push(c);
+        }
+    }
+    Cow::Owned(escaped)
+}
+
+/// Bytes with every ASCII control byte (below 0x20, and 0x7F) written as `%XX`.
+pub(crate) fn escape_control_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
+    if !bytes.iter().any(u8::is_ascii_control) {
+        return Cow::Borrowed(bytes);
+    }
+    let mut escaped = Vec::with_capacity(bytes.len() + 8);
+    for &byte in bytes {
+        if byte.is_ascii_control() {
+            escaped.extend_from_slice(format!("%{byte:02X}").as_bytes());
+        } else {
+            escaped.push(byte);
+        }
+    }
+    Cow::Owned(escaped)
+}
 
 /// Writes `data` to `path` through a temporary file and a rename, creating parent directories.
 pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
@@ -27,6 +65,16 @@ pub(crate) fn write_if_changed(path: &Path, content: &str) -> std::io::Result<bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_nothing_else() {
+        assert_eq!(escape_controls("a b/é.nwb"), "a b/é.nwb");
+        assert_eq!(
+            escape_controls("a\tb\nc\0d\u{1b}[31m\u{85}"),
+            "a%09b%0Ac%00d%1B[31m%C2%85"
+        );
+        assert_eq!(&*escape_control_bytes(b"k\te\x7f\xff"), b"k%09e%7F\xff");
+    }
 
     #[test]
     fn unchanged_content_is_not_written_again() {

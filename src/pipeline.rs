@@ -2,9 +2,11 @@
 //! publish when asked), each through the one [`Stage`] contract, with one timestamped line per
 //! stage and a final table.
 //!
-//! A stage that cannot finish (stopped, quota, missing key, refused key) is reported and the later
-//! stages still run on what is there; a stage marked [`Stage::ENDS_RUN_WHEN_STOPPED`]
-//! (extraction) ends the run when it stops early, and its error ends the run too.
+//! A stage that cannot finish by itself (quota, missing key, refused key) is reported and the
+//! later stages still run on what is there; a stage marked [`Stage::ENDS_RUN_WHEN_STOPPED`]
+//! (extraction) ends the run when it stops early, and its error ends the run too. A stop request
+//! (`s3tally stop`, SIGINT, SIGTERM) ends the run after the current stage. Publishing happens only
+//! when no stage failed: only a complete, consistent tree is published.
 
 use std::time::Instant;
 
@@ -107,6 +109,27 @@ impl RunReport {
         context: &Context<'_>,
         options: &S::Options,
     ) -> anyhow::Result<bool> {
+        let go_on = self.run_step::<S>(context, options)?;
+        if go_on && context.stop.is_raised() {
+            eprintln!(
+                "{}",
+                timestamped(&format!(
+                    "run: stopped on request after {}; run again to go on",
+                    S::NAME
+                ))
+            );
+            self.outcome = Some(self.outcome().and(Outcome::Stopped));
+            return Ok(false);
+        }
+        Ok(go_on)
+    }
+
+    /// Runs one stage and records it; whether the later stages may run, as far as it is concerned.
+    fn run_step<S: Stage>(
+        &mut self,
+        context: &Context<'_>,
+        options: &S::Options,
+    ) -> anyhow::Result<bool> {
         let started = Instant::now();
         match S::run(context, options) {
             Ok(report) => {
@@ -146,7 +169,14 @@ pub(crate) fn run(context: &Context<'_>, options: &RunOptions) -> anyhow::Result
         && report.step::<Summaries>(context, &options.summaries)?
         && report.step::<Totals>(context, &options.summaries)?;
     if go_on && let Some(publish) = &options.publish {
-        report.step::<Publish>(context, publish)?;
+        if report.outcome() == Outcome::Failed {
+            eprintln!(
+                "{}",
+                timestamped("run: publish not started: a stage failed (see above)")
+            );
+        } else {
+            report.step::<Publish>(context, publish)?;
+        }
     }
     Ok(report)
 }

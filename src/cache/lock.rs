@@ -1,5 +1,6 @@
 //! One writer per cache: a lock file holding the writer's PID (an OS file lock, released even on
-//! kill -9), and `s3tally stop`, which asks the writer to finish its batch and waits for it.
+//! kill -9), and `s3tally stop`, which leaves a stop request in the cache that the writer watches,
+//! and waits for the lock to be released.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -28,7 +29,9 @@ pub(crate) enum LockError {
         source: std::io::Error,
     },
     /// The writer did not stop in time.
-    #[error("s3tally PID {pid} did not stop within {seconds} s")]
+    #[error(
+        "the s3tally writing to this cache (PID {pid}) did not stop within {seconds} s; it stops after its current batch (the request stays)"
+    )]
     Timeout {
         /// The writer's PID.
         pid: String,
@@ -124,12 +127,10 @@ pub(crate) enum StopOutcome {
     Stopped(String),
 }
 
-/// Asks the writer of the cache to finish its current batch and exit (SIGTERM), and waits until
-/// it has released the lock.
-#[allow(
-    unsafe_code,
-    reason = "libc::kill is the one way to send SIGTERM without another dependency"
-)]
+/// Asks the writer of the cache to finish its current batch and exit, and waits until it has
+/// released the lock. The request is a file in the cache that the writer watches: no signal is
+/// sent, so no other process can be hit, even one with the same PID in another PID namespace
+/// (a container sharing the cache with its host).
 pub(crate) fn stop_writer(cache: &Cache, timeout: Duration) -> Result<StopOutcome, LockError> {
     if !cache.lock_file().exists() {
         return Ok(StopOutcome::NotRunning);
@@ -141,21 +142,27 @@ pub(crate) fn stop_writer(cache: &Cache, timeout: Duration) -> Result<StopOutcom
         Err(std::fs::TryLockError::Error(source)) => return Err(LockError::Io { path, source }),
     }
     let pid = read_pid(&mut file);
-    if let Ok(number) = pid.parse::<i32>() {
-        // SAFETY: kill has no memory effects; the PID is the lock holder's, which is alive
-        // (it holds the lock), so it cannot have been reused.
-        unsafe {
-            libc::kill(number, libc::SIGTERM);
-        }
-    }
+    let request = cache.stop_request();
+    std::fs::write(
+        &request,
+        format!("stop requested by PID {}\n", std::process::id()),
+    )
+    .map_err(|source| LockError::Io {
+        path: request.clone(),
+        source,
+    })?;
     let start = Instant::now();
     loop {
         match file.try_lock() {
-            Ok(()) => return Ok(StopOutcome::Stopped(pid)),
+            Ok(()) => {
+                let _ = std::fs::remove_file(&request);
+                return Ok(StopOutcome::Stopped(pid));
+            }
             Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < timeout => {
                 std::thread::sleep(Duration::from_millis(100));
             }
             Err(std::fs::TryLockError::WouldBlock) => {
+                // the request stays: the writer stops at its next check
                 return Err(LockError::Timeout {
                     pid,
                     seconds: timeout.as_secs(),

@@ -4,6 +4,7 @@
 //! ```text
 //! <cache>/s3tally.sqlite        the store (with -wal and -shm beside it)
 //! <cache>/writer.lock           the writer's PID, locked while it runs
+//! <cache>/stop.request          left by `s3tally stop`; the writer commits its batch and exits
 //! <cache>/rejects.tsv           the first rejected lines of each log file, IPs masked
 //! <cache>/regions-refresh.log   labels changed by `update regions --refresh`
 //! <cache>/ranges/               downloaded range lists
@@ -20,6 +21,8 @@ pub(crate) use lock::{StopOutcome, WriterLock, stop_writer};
 const STORE_FILE: &str = "s3tally.sqlite";
 /// File name of the writer lock.
 const LOCK_FILE: &str = "writer.lock";
+/// File name of the stop request.
+const STOP_REQUEST: &str = "stop.request";
 /// File name of the rejects report.
 pub(crate) const REJECTS_REPORT: &str = "rejects.tsv";
 /// File name of the refresh log.
@@ -75,6 +78,11 @@ impl Cache {
     /// The writer lock file.
     pub(crate) fn lock_file(&self) -> PathBuf {
         self.dir.join(LOCK_FILE)
+    }
+
+    /// The stop request `s3tally stop` leaves for the writer.
+    pub(crate) fn stop_request(&self) -> PathBuf {
+        self.dir.join(STOP_REQUEST)
     }
 
     /// The rejects report.

@@ -168,7 +168,14 @@ impl Writing {
         } else {
             WriterLock::acquire(&cache)?
         };
+        // a request left for an earlier writer (which ended first) is not for this one
+        let request = cache.stop_request();
+        if request.exists() {
+            std::fs::remove_file(&request)
+                .with_context(|| format!("cannot remove {}", request.display()))?;
+        }
         let stop = StopFlag::from_signals().context("cannot install signal handlers")?;
+        stop.watch_request(request);
         let store = Store::open(&cache)?;
         Ok(Self {
             cache,

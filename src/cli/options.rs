@@ -10,7 +10,7 @@ use clap::Args;
 use ipnet::IpNet;
 
 use crate::cache::Cache;
-use crate::coordinates::{CoordinatesOptions, opencage};
+use crate::coordinates::{CoordinatesOptions, Forget, opencage};
 use crate::exit::UsageError;
 use crate::extract::ExtractOptions;
 use crate::http::RetryPolicy;
@@ -215,6 +215,7 @@ impl GeocoderArgs {
             opencage_key: environment.opencage_key.clone(),
             timeout: network.timeout(),
             policy: network.policy(),
+            forget: Forget::Nothing,
         }
     }
 }

@@ -13,9 +13,10 @@ use super::options::{
 };
 use super::{Place, Writing, print_out};
 use crate::cache::Cache;
-use crate::coordinates::Coordinates;
+use crate::coordinates::{Coordinates, Forget};
 use crate::extract::Extract;
 use crate::interrupt::StopFlag;
+use crate::labels::RegionLabel;
 use crate::pipeline::{self, RunOptions};
 use crate::privacy::Salt;
 use crate::publish::{Publish, PublishOptions};
@@ -110,6 +111,13 @@ pub struct CoordinatesArgs {
     /// The summaries directory, where the file is written [default: <cache>/summaries].
     #[arg(long, value_name = "DIR")]
     pub output: Option<PathBuf>,
+    /// Forget the geocoder's earlier answer for this label (repeatable), e.g. one it placed
+    /// wrongly; it is asked again when OPENCAGE_API_KEY is set.
+    #[arg(long, value_name = "LABEL", value_parser = RegionLabel::parse)]
+    pub forget: Vec<RegionLabel>,
+    /// Forget every earlier geocoder answer and ask again (costs one request per label).
+    #[arg(long, conflicts_with = "forget")]
+    pub refresh: bool,
     #[command(flatten)]
     pub geocoder: GeocoderArgs,
     #[command(flatten)]
@@ -228,7 +236,14 @@ pub(super) fn update(place: &Place, command: UpdateCommand) -> anyhow::Result<Ou
         }
         UpdateCommand::Coordinates(args) => {
             let output = cache.summaries_dir(args.output.as_deref());
-            let options = args.geocoder.options(output, &args.network, &environment);
+            let mut options = args.geocoder.options(output, &args.network, &environment);
+            options.forget = if args.refresh {
+                Forget::Everything
+            } else if args.forget.is_empty() {
+                Forget::Nothing
+            } else {
+                Forget::Labels(args.forget)
+            };
             Writing::open_existing(cache)?.run_stage::<Coordinates>(&options)
         }
         UpdateCommand::Summaries(args) => {

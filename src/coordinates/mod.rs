@@ -39,6 +39,20 @@ pub(crate) struct CoordinatesOptions {
     pub timeout: Duration,
     /// Retries of failed requests.
     pub policy: RetryPolicy,
+    /// Earlier geocoder answers to forget first (asked again when a key is set).
+    pub forget: Forget,
+}
+
+/// Which cached geocoder answers to forget before placing labels.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum Forget {
+    /// None.
+    #[default]
+    Nothing,
+    /// These labels' answers.
+    Labels(Vec<RegionLabel>),
+    /// Every answer.
+    Everything,
 }
 
 /// What the coordinates stage did.
@@ -64,6 +78,8 @@ pub(crate) struct CoordinatesReport {
     pub file: PathBuf,
     /// Whether the file was (re)written.
     pub written: bool,
+    /// Cached answers forgotten on request.
+    pub forgotten: u64,
 }
 
 /// Labels as one comma-separated list.
@@ -91,6 +107,12 @@ impl stage::Report for CoordinatesReport {
             self.file.display(),
             if self.written { "written" } else { "unchanged" }
         )];
+        if self.forgotten > 0 {
+            lines.push(format!(
+                "coordinates: {} earlier answers forgotten",
+                self.forgotten
+            ));
+        }
         if !self.need_key.is_empty() {
             lines.push(format!(
                 "coordinates: {} labels need the geocoder ({} is not set): {}",
@@ -176,6 +198,11 @@ fn update(
     let mut report = CoordinatesReport {
         file: options.output_dir.join(COORDINATES_FILE),
         ..CoordinatesReport::default()
+    };
+    report.forgotten = match &options.forget {
+        Forget::Nothing => 0,
+        Forget::Labels(labels) => store.forget_coordinates(Some(labels))?,
+        Forget::Everything => store.forget_coordinates(None)?,
     };
     let labels = labels_to_place(store, &options.output_dir)?;
     let places = Places::builtin();
@@ -269,6 +296,10 @@ async fn geocode_all(
                     "OpenCage refused the key (HTTP {status}): check {}",
                     opencage::KEY_ENV
                 );
+            }
+            Err(error @ GeocodeError::Redirected(_)) => {
+                progress.finish();
+                return Err(error.into());
             }
             Err(GeocodeError::Stopped) => {
                 report.stopped = Some("stop requested".into());

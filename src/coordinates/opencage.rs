@@ -17,6 +17,11 @@ pub(crate) const DEFAULT_URL: &str = "https://api.opencagedata.com";
 /// Why a label got no answer.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum GeocodeError {
+    /// The service answered with a redirect, not followed: the request carries the key.
+    #[error(
+        "OpenCage answered with a redirect (HTTP {0}), not followed because the request carries the key: check {URL_ENV} or --opencage-url"
+    )]
+    Redirected(u16),
     /// The key was refused.
     #[error("OpenCage refused the key (HTTP {0}): check {KEY_ENV}")]
     Rejected(u16),
@@ -57,7 +62,7 @@ impl OpenCage {
     /// A client of the service at `base_url` with `key`.
     pub(crate) fn new(base_url: &str, key: &str, timeout: Duration, policy: RetryPolicy) -> Self {
         Self {
-            http: http::client(timeout),
+            http: http::client(timeout, http::Redirects::Never),
             url: format!("{}/geocode/v1/json", base_url.trim_end_matches('/')),
             key: key.to_owned(),
             policy,
@@ -87,9 +92,14 @@ impl OpenCage {
             let status = answer.status;
             match status {
                 200 => match answer.json() {
-                    Ok(json) => Attempt::Done(best_place(&json)),
+                    Ok(json) => match best_place(&json) {
+                        Ok(place) => Attempt::Done(place),
+                        // not the documented shape: an error, never a cached "not found"
+                        Err(why) => Attempt::Retry { why, wait: None },
+                    },
                     Err(retry) => retry,
                 },
+                300..=399 => Attempt::Fail(GeocodeError::Redirected(status)),
                 401 | 403 => Attempt::Fail(GeocodeError::Rejected(status)),
                 402 => Attempt::Fail(GeocodeError::Quota),
                 408 | 429 | 500..=599 => answer.retry(),
@@ -109,12 +119,29 @@ impl OpenCage {
     }
 }
 
-/// The geometry of the first (best) result.
-fn best_place(answer: &serde_json::Value) -> Option<(f64, f64)> {
-    answer["results"].as_array()?.iter().find_map(|result| {
-        let geometry = &result["geometry"];
-        Some((geometry["lat"].as_f64()?, geometry["lng"].as_f64()?))
-    })
+/// The geometry of the first (best) result; `None` when there is no result. An answer without a
+/// `results` list, results without a geometry, or a latitude or longitude out of range are not
+/// the documented shape: an error saying what is wrong.
+fn best_place(answer: &serde_json::Value) -> Result<Option<(f64, f64)>, String> {
+    let results = answer["results"]
+        .as_array()
+        .ok_or("unreadable answer: no results list")?;
+    if results.is_empty() {
+        return Ok(None);
+    }
+    let (latitude, longitude) = results
+        .iter()
+        .find_map(|result| {
+            let geometry = &result["geometry"];
+            Some((geometry["lat"].as_f64()?, geometry["lng"].as_f64()?))
+        })
+        .ok_or("unreadable answer: no result has a geometry")?;
+    if !(-90.0..=90.0).contains(&latitude) || !(-180.0..=180.0).contains(&longitude) {
+        return Err(format!(
+            "unreadable answer: latitude {latitude}, longitude {longitude} out of range"
+        ));
+    }
+    Ok(Some((latitude, longitude)))
 }
 
 #[cfg(test)]
@@ -148,10 +175,20 @@ mod tests {
             {"formatted": "California, United States", "geometry": {"lat": 36.7014631, "lng": -118.755997}},
             {"formatted": "California, Maryland", "geometry": {"lat": 38.3, "lng": -76.5}}],
             "status": {"code": 200, "message": "OK"}, "total_results": 2});
-        assert_eq!(best_place(&answer), Some((36.7014631, -118.755997)));
+        assert_eq!(best_place(&answer), Ok(Some((36.7014631, -118.755997))));
         assert_eq!(
             best_place(&json!({"results": [], "total_results": 0})),
-            None
+            Ok(None)
         );
+        // not the documented shape: errors, never "not found"
+        for broken in [
+            json!({"status": {"code": 200}}),
+            json!({"results": "none"}),
+            json!({"results": [{"formatted": "x"}]}),
+            json!({"results": [{"geometry": {"lat": 91.0, "lng": 0.0}}]}),
+            json!({"results": [{"geometry": {"lat": 0.0, "lng": -180.5}}]}),
+        ] {
+            assert!(best_place(&broken).is_err(), "{broken}");
+        }
     }
 }

@@ -6,17 +6,24 @@ use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 
+use std::sync::mpsc::{Receiver, SyncSender};
+
 use super::ExtractReport;
-use super::parse::ParsedFile;
+use super::parse::{ParsedChunk, parse_chunk};
 use crate::bins::{self, BinRequest};
 use crate::logs::{Exclusion, FailedFile, LogFile, discover_all};
 use crate::privacy::Salt;
-use crate::store::{Batch, FileRecord, ObjectId, RejectRecord, RequesterId, Store};
+use crate::store::{
+    Batch, FileRecord, ObjectId, REJECTS_KEPT_PER_FILE, RejectRecord, RequesterId, Store,
+};
 
 /// How many rejected lines the end-of-run summary shows in full.
 const REJECTS_SHOWN: usize = 5;
-/// Above this many cached object ids the cache is emptied (the store still has them).
-const OBJECT_CACHE_LIMIT: usize = 4_000_000;
+/// Above this many cached object ids or requester ids a cache is emptied (the store still has
+/// them), so that memory stays bounded whatever the number of objects and requesters.
+const ID_CACHE_LIMIT: usize = 500_000;
+/// Pending requests are encoded into bins and written once this many are waiting.
+const FLUSH_REQUESTS: usize = 1_000_000;
 
 /// The files to extract now, after skipping what the store already has.
 pub(super) struct Plan {
@@ -95,6 +102,12 @@ impl<'a> Ids<'a> {
         }
     }
 
+    /// Forgets every id: after a rolled-back batch, ids it gave may belong to others.
+    pub(super) fn forget(&mut self) {
+        self.objects.clear();
+        self.requesters.clear();
+    }
+
     fn requester(&mut self, batch: &Batch<'_>, raw: &[u8]) -> anyhow::Result<Option<RequesterId>> {
         if let Some(&id) = self.requesters.get(raw) {
             return Ok(id);
@@ -109,6 +122,9 @@ impl<'a> Ids<'a> {
             let index = self.salt.requester_index(canonical.as_bytes());
             Some(batch.requester_id(&index, &canonical)?)
         };
+        if self.requesters.len() >= ID_CACHE_LIMIT {
+            self.requesters.clear();
+        }
         self.requesters.insert(raw.to_vec(), id);
         Ok(id)
     }
@@ -117,7 +133,7 @@ impl<'a> Ids<'a> {
         if let Some(&id) = self.objects.get(key) {
             return Ok(id);
         }
-        if self.objects.len() >= OBJECT_CACHE_LIMIT {
+        if self.objects.len() >= ID_CACHE_LIMIT {
             self.objects.clear();
         }
         let id = batch.object_id(key)?;
@@ -126,101 +142,246 @@ impl<'a> Ids<'a> {
     }
 }
 
-/// What one committed batch added.
+/// What a parsing thread sends the writer about one file of the batch.
+pub(super) enum Piece {
+    /// The requests of the next chunk of file number `file` (in the batch's order).
+    Chunk { file: usize, parsed: ParsedChunk },
+    /// File number `file` was read to its end.
+    End { file: usize },
+    /// File number `file` could not be read (further).
+    Failed { file: usize, error: String },
+}
+
+/// Reads one file chunk by chunk, parsing each, and sends the pieces to the writer; stops early
+/// when the writer is gone.
+pub(super) fn stream_file(index: usize, file: &LogFile, sender: &SyncSender<Piece>) {
+    let failed = |error: std::io::Error| Piece::Failed {
+        file: index,
+        error: error.to_string(),
+    };
+    let mut chunks = match file.open() {
+        Ok(chunks) => chunks,
+        Err(error) => {
+            let _ = sender.send(failed(error));
+            return;
+        }
+    };
+    loop {
+        let piece = match chunks.next_chunk() {
+            Ok(Some(chunk)) => Piece::Chunk {
+                file: index,
+                parsed: parse_chunk(&chunk),
+            },
+            Ok(None) => Piece::End { file: index },
+            Err(error) => failed(error),
+        };
+        let last = !matches!(piece, Piece::Chunk { .. });
+        if sender.send(piece).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// What one batch added, merged into the report once it is committed.
 #[derive(Debug, Default)]
 pub(super) struct BatchCounts {
     pub files: u64,
     pub bytes: u64,
+    pub lines: u64,
     pub requests: u64,
+    pub excluded: u64,
+    pub rejected: u64,
+    /// The first rejected lines of the batch, IPs masked.
+    pub first_rejects: Vec<RejectRecord>,
+    /// Files that failed before any of their requests was written: nothing to undo.
+    pub failed: Vec<FailedFile>,
 }
 
-/// Writes one parsed batch in one transaction.
+/// How writing a batch ended.
+pub(super) enum Written {
+    /// Committed.
+    Committed(BatchCounts),
+    /// Some files failed after part of their requests was written: nothing was committed; these
+    /// files (by number in the batch) are to be left out, and the batch written again.
+    RolledBack(Vec<(usize, String)>),
+}
+
+/// A file's record while its chunks arrive.
+struct Progressing {
+    record: FileRecord,
+    rejects_kept: usize,
+    chunks: u32,
+}
+
+/// Requests waiting to be encoded into bins, flushed into the open transaction in parts.
+#[derive(Default)]
+struct PendingBins {
+    by_object: FxHashMap<ObjectId, Vec<BinRequest>>,
+    requests: usize,
+}
+
+impl PendingBins {
+    /// Encodes and adds every pending bin (objects in id order); the next part starts empty.
+    fn flush(&mut self, batch: &mut Batch<'_>) -> anyhow::Result<()> {
+        if self.requests == 0 {
+            return Ok(());
+        }
+        let mut objects: Vec<_> = std::mem::take(&mut self.by_object).into_iter().collect();
+        objects.sort_unstable_by_key(|(id, _)| *id);
+        for (object, mut requests) in objects {
+            batch.add_bin(object, &bins::encode(&mut requests))?;
+        }
+        self.requests = 0;
+        batch.start_new_part();
+        Ok(())
+    }
+}
+
+/// Writes the pieces of one batch's files into one transaction, and commits it unless a file
+/// failed after part of it was written. `before_commit` runs just before the commit.
 pub(super) fn write_batch(
     store: &Store,
     ids: &mut Ids<'_>,
-    parsed: Vec<(&LogFile, std::io::Result<ParsedFile>)>,
-    report: &mut ExtractReport,
-) -> anyhow::Result<BatchCounts> {
+    files: &[&LogFile],
+    pieces: Receiver<Piece>,
+    before_commit: impl FnOnce(),
+) -> anyhow::Result<Written> {
     let mut batch = store.begin_batch()?;
     let now = chrono::Utc::now().timestamp();
-    let mut by_object: FxHashMap<ObjectId, Vec<BinRequest>> = FxHashMap::default();
+    let mut pending = PendingBins::default();
     let mut counts = BatchCounts::default();
-    for (file, result) in parsed {
-        let content = match result {
-            Ok(content) => content,
-            Err(error) => {
-                report.failed.push(FailedFile {
-                    path: file.path.clone(),
-                    error: error.to_string(),
+    let mut progressing: FxHashMap<usize, Progressing> = FxHashMap::default();
+    let mut undo: Vec<(usize, String)> = Vec::new();
+    for piece in pieces {
+        match piece {
+            Piece::Chunk { file, parsed } => {
+                let state = progressing.entry(file).or_insert_with(|| Progressing {
+                    record: FileRecord {
+                        identity: files[file].identity(),
+                        size: files[file].size,
+                        gzip: files[file].is_gzip(),
+                        lines: 0,
+                        requests: 0,
+                        excluded: 0,
+                        rejected: 0,
+                    },
+                    rejects_kept: 0,
+                    chunks: 0,
                 });
-                continue;
+                state.chunks += 1;
+                write_chunk(
+                    &mut batch,
+                    ids,
+                    files[file],
+                    parsed,
+                    state,
+                    &mut pending,
+                    &mut counts,
+                )?;
+                if pending.requests >= FLUSH_REQUESTS {
+                    pending.flush(&mut batch)?;
+                }
             }
-        };
-        let mut object_ids = Vec::with_capacity(content.keys.len());
-        for key in &content.keys {
-            object_ids.push(ids.object(&mut batch, key)?);
-        }
-        let mut requester_ids = Vec::with_capacity(content.ips.len());
-        for ip in &content.ips {
-            requester_ids.push(ids.requester(&batch, ip)?);
-        }
-        let mut record = FileRecord {
-            identity: file.identity(),
-            size: file.size,
-            gzip: file.is_gzip(),
-            lines: content.lines,
-            requests: 0,
-            excluded: 0,
-            rejected: content.rejected,
-        };
-        for request in &content.requests {
-            let Some(requester) = requester_ids[request.ip as usize] else {
-                record.excluded += 1;
-                continue;
-            };
-            record.requests += 1;
-            by_object
-                .entry(object_ids[request.key as usize])
-                .or_default()
-                .push(BinRequest {
-                    time: request.time,
-                    requester: requester.0,
-                    status: request.status,
-                    bytes_sent: request.bytes_sent,
-                });
-        }
-        for (line, reason, excerpt) in content.rejects {
-            let reject = RejectRecord {
-                file: file.relative.clone(),
-                line,
-                reason,
-                excerpt,
-            };
-            batch.add_reject(&reject)?;
-            if report.first_rejects.len() < REJECTS_SHOWN {
-                report.first_rejects.push(reject);
+            Piece::End { file } => {
+                let record = progressing.remove(&file).map_or_else(
+                    // an empty file: no chunk at all
+                    || FileRecord {
+                        identity: files[file].identity(),
+                        size: files[file].size,
+                        gzip: files[file].is_gzip(),
+                        lines: 0,
+                        requests: 0,
+                        excluded: 0,
+                        rejected: 0,
+                    },
+                    |state| state.record,
+                );
+                batch.add_file(&record, now)?;
+                counts.files += 1;
+                counts.bytes += record.size;
+                counts.lines += record.lines;
+                counts.requests += record.requests;
+                counts.excluded += record.excluded;
+                counts.rejected += record.rejected;
+            }
+            Piece::Failed { file, error } => {
+                if progressing.remove(&file).is_some() {
+                    undo.push((file, error));
+                } else {
+                    counts.failed.push(FailedFile {
+                        path: files[file].path.clone(),
+                        error,
+                    });
+                }
             }
         }
-        batch.add_file(&record, now)?;
-        counts.files += 1;
-        counts.bytes += file.size;
-        counts.requests += record.requests;
-        report.lines += record.lines;
-        report.requests += record.requests;
-        report.excluded += record.excluded;
-        report.rejected += record.rejected;
     }
-    let mut objects: Vec<_> = by_object.into_iter().collect();
-    objects.sort_unstable_by_key(|(id, _)| *id);
-    for (object, mut requests) in objects {
-        let data = bins::encode(&mut requests);
-        batch.add_bin(object, &data)?;
+    if !undo.is_empty() {
+        // dropping the batch rolls its transaction back
+        return Ok(Written::RolledBack(undo));
     }
+    pending.flush(&mut batch)?;
+    before_commit();
     batch.commit()?;
-    report.extracted += counts.files;
-    report.bytes += counts.bytes;
-    report.batches += 1;
-    Ok(counts)
+    Ok(Written::Committed(counts))
+}
+
+/// Adds one chunk's objects, requesters, requests and rejected lines to the open batch.
+fn write_chunk(
+    batch: &mut Batch<'_>,
+    ids: &mut Ids<'_>,
+    file: &LogFile,
+    parsed: ParsedChunk,
+    state: &mut Progressing,
+    pending: &mut PendingBins,
+    counts: &mut BatchCounts,
+) -> anyhow::Result<()> {
+    let mut object_ids = Vec::with_capacity(parsed.keys.len());
+    for key in &parsed.keys {
+        object_ids.push(ids.object(batch, key)?);
+    }
+    let mut requester_ids = Vec::with_capacity(parsed.ips.len());
+    for ip in &parsed.ips {
+        requester_ids.push(ids.requester(batch, ip)?);
+    }
+    let record = &mut state.record;
+    record.lines += parsed.lines;
+    record.rejected += parsed.rejected;
+    for request in &parsed.requests {
+        let Some(requester) = requester_ids[request.ip as usize] else {
+            record.excluded += 1;
+            continue;
+        };
+        record.requests += 1;
+        pending.requests += 1;
+        pending
+            .by_object
+            .entry(object_ids[request.key as usize])
+            .or_default()
+            .push(BinRequest {
+                time: request.time,
+                requester: requester.0,
+                status: request.status,
+                bytes_sent: request.bytes_sent,
+            });
+    }
+    for (line, reason, excerpt) in parsed.rejects {
+        if state.rejects_kept >= REJECTS_KEPT_PER_FILE {
+            break;
+        }
+        state.rejects_kept += 1;
+        let reject = RejectRecord {
+            file: file.relative.clone(),
+            line,
+            reason,
+            excerpt,
+        };
+        batch.add_reject(&reject)?;
+        if counts.first_rejects.len() < REJECTS_SHOWN {
+            counts.first_rejects.push(reject);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 mod batch;
 pub(crate) mod parse;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant};
@@ -15,7 +16,8 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use crate::cache::{Cache, REJECTS_REPORT};
-use crate::logs::{Exclusion, FailedFile};
+use crate::logs::{Exclusion, FailedFile, LogFile};
+use crate::output::escape_controls;
 use crate::privacy::Salt;
 use crate::progress::Progress;
 use crate::stage::{self, Context, Outcome};
@@ -24,6 +26,9 @@ use crate::store::{RejectRecord, Store};
 /// Testing only: milliseconds to pause before writing each batch, so that tests can stop or kill
 /// an extraction with a batch in flight.
 pub(crate) const TEST_PAUSE_ENV: &str = "S3TALLY_TEST_BATCH_PAUSE_MS";
+
+/// Parsed chunks on their way from the parsing threads to the writer, at most.
+const PIECES_IN_FLIGHT: usize = 16;
 
 /// What the extract stage needs.
 #[derive(Debug, Clone)]
@@ -77,6 +82,22 @@ pub(crate) struct ExtractReport {
     pub stopped: bool,
     /// Wall time.
     pub elapsed: Duration,
+}
+
+impl ExtractReport {
+    /// Adds what a committed batch extracted.
+    fn add(&mut self, counts: &batch::BatchCounts) {
+        self.extracted += counts.files;
+        self.bytes += counts.bytes;
+        self.lines += counts.lines;
+        self.requests += counts.requests;
+        self.excluded += counts.excluded;
+        self.rejected += counts.rejected;
+        self.batches += 1;
+        let room = 5usize.saturating_sub(self.first_rejects.len());
+        self.first_rejects
+            .extend(counts.first_rejects.iter().take(room).cloned());
+    }
 }
 
 impl stage::Report for ExtractReport {
@@ -200,55 +221,88 @@ fn extract(context: &Context<'_>, options: &ExtractOptions) -> anyhow::Result<Ex
     let mut progress = Progress::new("extract", plan.files.len() as u64, plan.bytes);
     let mut ids = batch::Ids::new(&options.salt, &options.exclusion);
 
-    let result = std::thread::scope(|scope| -> anyhow::Result<()> {
-        let (sender, receiver) = sync_channel(1);
-        let batches = &batches;
-        scope.spawn(move || {
-            for batch in batches {
-                if stop.is_raised() {
-                    break;
-                }
-                let parsed: Vec<_> = batch
-                    .par_iter()
-                    .map(|file| (file, file.read().map(|data| parse::parse_log(&data))))
-                    .collect();
-                if sender.send(parsed).is_err() {
-                    break;
-                }
-            }
-        });
-        let pause = std::env::var(TEST_PAUSE_ENV)
-            .ok()
-            .and_then(|ms| ms.parse().ok())
-            .map(Duration::from_millis);
-        let mut committed = 0;
-        for parsed in receiver {
+    let pause = std::env::var(TEST_PAUSE_ENV)
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map(Duration::from_millis);
+    let mut committed = 0;
+    let result = (|| -> anyhow::Result<()> {
+        for files in &batches {
             if stop.is_raised() {
                 break;
             }
-            if let Some(pause) = pause {
-                std::thread::sleep(pause);
-            }
-            let counts = batch::write_batch(store, &mut ids, parsed, &mut report)?;
+            let counts = extract_batch(store, &mut ids, files, pause, &mut report)?;
             committed += 1;
             progress.advance(
                 counts.files,
                 counts.bytes,
                 &format!("{} requests", counts.requests),
             );
-            if stop.is_raised() {
-                break;
-            }
         }
-        report.stopped = stop.is_raised() && committed < batches.len();
         Ok(())
-    });
+    })();
+    report.stopped = stop.is_raised() && committed < batches.len();
     progress.finish();
     result?;
     store.checkpoint()?;
     write_rejects_report(store, cache)?;
     report.elapsed = start.elapsed();
     Ok(report)
+}
+
+/// Extracts one batch of files in one transaction: parsing threads stream each file's chunks to
+/// this (the writing) thread. When a file fails after part of it was written, the transaction
+/// is rolled back and the batch written again without it, so that no file is ever half counted.
+fn extract_batch(
+    store: &Store,
+    ids: &mut batch::Ids<'_>,
+    files: &[LogFile],
+    pause: Option<Duration>,
+    report: &mut ExtractReport,
+) -> anyhow::Result<batch::BatchCounts> {
+    let mut files: Vec<&LogFile> = files.iter().collect();
+    loop {
+        let (sender, pieces) = sync_channel(PIECES_IN_FLIGHT);
+        let written = std::thread::scope(|scope| {
+            let to_read = &files;
+            scope.spawn(move || {
+                to_read
+                    .par_iter()
+                    .enumerate()
+                    .for_each_with(sender, |sender, (index, file)| {
+                        batch::stream_file(index, file, sender);
+                    });
+            });
+            batch::write_batch(store, ids, &files, pieces, || {
+                if let Some(pause) = pause {
+                    std::thread::sleep(pause);
+                }
+            })
+        })?;
+        match written {
+            batch::Written::Committed(counts) => {
+                report.add(&counts);
+                report.failed.extend(counts.failed.iter().cloned());
+                return Ok(counts);
+            }
+            batch::Written::RolledBack(failed) => {
+                ids.forget();
+                let failed: HashMap<usize, String> = failed.into_iter().collect();
+                for (index, error) in &failed {
+                    report.failed.push(FailedFile {
+                        path: files[*index].path.clone(),
+                        error: error.clone(),
+                    });
+                }
+                files = files
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(index, _)| !failed.contains_key(index))
+                    .map(|(_, file)| file)
+                    .collect();
+            }
+        }
+    }
 }
 
 /// Rewrites `rejects.tsv` in the cache from the rejected lines kept in the store.
@@ -263,10 +317,10 @@ fn write_rejects_report(store: &Store, cache: &Cache) -> anyhow::Result<()> {
     for reject in rejects {
         text.push_str(&format!(
             "{}\t{}\t{}\t{}\n",
-            reject.file,
+            escape_controls(&reject.file),
             reject.line,
             reject.reason,
-            reject.excerpt.replace('\t', " ")
+            reject.excerpt
         ));
     }
     crate::output::write_if_changed(&path, &text)?;

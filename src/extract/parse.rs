@@ -1,15 +1,16 @@
-//! Parsing one log file's content into its requests, with object keys and remote IPs interned
-//! per file so that the writer resolves each once.
+//! Parsing a chunk of a log file (whole lines) into its requests, with object keys and remote IPs
+//! interned per chunk so that the writer resolves each once.
 
 use rustc_hash::FxHashMap;
 
 use crate::logs::excerpt;
 use crate::logs::parser::{self, Line};
+use crate::logs::reader::{CHUNK_BYTES, Chunk};
 use crate::store::REJECTS_KEPT_PER_FILE;
 
-/// One file's requests, before the store's ids are known.
+/// One chunk's requests, before the store's ids are known.
 #[derive(Debug, Default)]
-pub(crate) struct ParsedFile {
+pub(crate) struct ParsedChunk {
     /// Distinct object keys, indexed by `LocalRequest::key`.
     pub keys: Vec<Vec<u8>>,
     /// Distinct remote IPs as written, indexed by `LocalRequest::ip`.
@@ -20,16 +21,16 @@ pub(crate) struct ParsedFile {
     pub lines: u64,
     /// Lines rejected.
     pub rejected: u64,
-    /// The first rejected lines: line number, reason, masked excerpt.
+    /// The first rejected lines of the chunk: line number in the file, reason, masked excerpt.
     pub rejects: Vec<(u64, String, String)>,
 }
 
 /// A request whose key and IP are indexes into its file's tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LocalRequest {
-    /// Index into `ParsedFile::keys`.
+    /// Index into `ParsedChunk::keys`.
     pub key: u32,
-    /// Index into `ParsedFile::ips`.
+    /// Index into `ParsedChunk::ips`.
     pub ip: u32,
     /// Seconds since the Unix epoch, UTC.
     pub time: i64,
@@ -39,9 +40,23 @@ pub(crate) struct LocalRequest {
     pub bytes_sent: u64,
 }
 
-/// Parses the content of one log file.
-pub(crate) fn parse_log(data: &[u8]) -> ParsedFile {
-    let mut parsed = ParsedFile::default();
+/// Parses one chunk of a log file.
+pub(crate) fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
+    let mut parsed = parse_lines(&chunk.data, chunk.first_line);
+    for (line, beginning) in &chunk.overlong {
+        parsed.lines += 1;
+        parsed.rejected += 1;
+        if parsed.rejects.len() < REJECTS_KEPT_PER_FILE {
+            let reason = format!("line longer than {} MB", CHUNK_BYTES >> 20);
+            parsed.rejects.push((*line, reason, excerpt(beginning)));
+        }
+    }
+    parsed
+}
+
+/// Parses whole lines of a log file, the first being line `first_line`.
+pub(crate) fn parse_lines(data: &[u8], first_line: u64) -> ParsedChunk {
+    let mut parsed = ParsedChunk::default();
     let mut keys: FxHashMap<&[u8], u32> = FxHashMap::default();
     let mut ips: FxHashMap<&[u8], u32> = FxHashMap::default();
     let body = data.strip_suffix(b"\n").unwrap_or(data);
@@ -66,9 +81,11 @@ pub(crate) fn parse_log(data: &[u8]) -> ParsedFile {
             Line::Rejected(reason) => {
                 parsed.rejected += 1;
                 if parsed.rejects.len() < REJECTS_KEPT_PER_FILE {
-                    parsed
-                        .rejects
-                        .push((index as u64 + 1, reason.to_string(), excerpt(line)));
+                    parsed.rejects.push((
+                        first_line + index as u64,
+                        reason.to_string(),
+                        excerpt(line),
+                    ));
                 }
             }
         }
@@ -97,7 +114,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parse_log_interns_keys_and_counts_lines() {
+    fn lines_are_parsed_with_keys_interned_and_counted() {
         let line = |key: &str, ip: &str| {
             format!(
                 "o b [01/Jan/2020:00:00:00 +0000] {ip} - ID REST.GET.OBJECT {key} \"GET /{key} HTTP/1.1\" 200 - 5 5 1 1 \"-\" \"-\" -\n"
@@ -110,7 +127,7 @@ mod tests {
             line("a", "192.0.2.2"),
             line("a", "192.0.2.1").trim_end()
         );
-        let parsed = parse_log(text.as_bytes());
+        let parsed = parse_lines(text.as_bytes(), 1);
         assert_eq!(parsed.lines, 6);
         assert_eq!(parsed.requests.len(), 4);
         assert_eq!(parsed.keys.len(), 2);
@@ -119,9 +136,11 @@ mod tests {
         let (line_number, _, excerpt) = &parsed.rejects[0];
         assert_eq!(*line_number, 4);
         assert_eq!(excerpt, "garbage <ip>");
-        assert_eq!(parse_log(b"").lines, 0);
+        assert_eq!(parse_lines(b"", 1).lines, 0);
         // a truncated remote IP is masked too
-        let cut = parse_log(b"o b [01/Jan/2020:00:00:00 +0000] 2001:db8:18f4");
+        let cut = parse_lines(b"o b [01/Jan/2020:00:00:00 +0000] 2001:db8:18f4", 1);
         assert_eq!(cut.rejects[0].2, "o b [01/Jan/2020:00:00:00 +0000] <ip>");
+        // line numbers count from the chunk's first line
+        assert_eq!(parse_lines(b"x\ny\n", 41).rejects[1].0, 42);
     }
 }

@@ -1,8 +1,10 @@
-//! `s3tally dump`: every extracted request as TSV, so anyone can check what was extracted.
+//! `s3tally dump`: every extracted request as TSV, so anyone can check what was extracted. Keys are
+//! written as in the log, control bytes as `%XX` so that every row has five fields.
 
 use std::io::Write;
 
 use crate::bins::{self, BinRequest};
+use crate::output::escape_control_bytes;
 use crate::privacy::requester_id;
 use crate::store::{RequesterId, Store};
 
@@ -35,9 +37,12 @@ pub(crate) fn dump(
                 (r.time, requester, r.status, r.bytes_sent)
             })
             .collect();
+        // a key is written as in the log, but a control byte (a tab, a line end) could break the
+        // row: those are written `%XX`
+        let key_text = escape_control_bytes(key);
         sorted.sort_unstable();
         for (time, requester, status, bytes_sent) in sorted {
-            out.write_all(key)?;
+            out.write_all(&key_text)?;
             writeln!(
                 out,
                 "\t{}\t{bytes_sent}\t{status}\t{requester}",

@@ -93,15 +93,23 @@ impl RegionLabel {
     }
 
     /// A place: an ISO 3166-1 alpha-2 country code (any case) and an optional region name, whose
-    /// `/` become `-` and whose surrounding spaces are dropped. `None` when the code is not two
-    /// letters.
+    /// `/` become `-`, whose control characters are dropped (it comes from a remote service: a tab
+    /// or line end would break a published row), shortened to 100 characters, without surrounding
+    /// spaces. `None` when the code is not two letters.
     pub fn place(country: &str, region: Option<&str>) -> Option<Self> {
         if !is_country_code(&country.to_ascii_uppercase()) {
             return None;
         }
         let country = country.to_ascii_uppercase();
         let region = region
-            .map(|r| r.trim().replace('/', "-"))
+            .map(|r| {
+                let printable: String = r
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(MAX_REGION_CHARS)
+                    .collect();
+                printable.trim().replace('/', "-")
+            })
             .filter(|r| !r.is_empty());
         let text = match region {
             Some(region) => format!("{country}/{region}"),
@@ -113,8 +121,11 @@ impl RegionLabel {
         })
     }
 
-    /// Reads a label's text.
+    /// Reads a label's text (no control character allowed).
     pub fn parse(text: &str) -> Result<Self, LabelError> {
+        if text.chars().any(char::is_control) {
+            return Err(LabelError(text.escape_debug().to_string()));
+        }
         let kind = match text {
             "unknown" => LabelKind::Unknown,
             "bogon" => LabelKind::Bogon,
@@ -174,6 +185,9 @@ impl RegionLabel {
         self.text.split_once('/').map(|(_, region)| region)
     }
 }
+
+/// Longest region name kept, in characters.
+const MAX_REGION_CHARS: usize = 100;
 
 /// Whether `text` is two ASCII capital letters.
 fn is_country_code(text: &str) -> bool {
@@ -259,6 +273,14 @@ mod tests {
         assert_eq!(place("CH", Some("  ")).as_deref(), Some("CH"));
         assert_eq!(place("CH", None).as_deref(), Some("CH"));
         assert_eq!(place("C1", None), None);
+        // untrusted text: control characters dropped, length bounded
+        assert_eq!(
+            place("US", Some("Cali\tfor\nnia\u{0}")).as_deref(),
+            Some("US/California")
+        );
+        let long = "x".repeat(500);
+        assert_eq!(place("US", Some(&long)).unwrap().len(), 3 + 100);
+        assert!(RegionLabel::parse("US/Cali\tfornia").is_err());
         assert_eq!(place("USA", None), None);
     }
 

@@ -1,6 +1,7 @@
 //! A rejected or suspicious log line as it may be shown to a user: valid UTF-8, shortened, with
-//! every IP address masked.
+//! every IP address masked and control characters written `%XX` (no terminal escape, no tab).
 
+use crate::output::escape_controls;
 use crate::privacy;
 
 /// Longest excerpt of a line kept, in characters.
@@ -20,7 +21,7 @@ pub(crate) fn excerpt(line: &[u8]) -> String {
         }
         None => short,
     };
-    let mut masked = privacy::mask_ips(&short).into_owned();
+    let mut masked = escape_controls(&privacy::mask_ips(&short)).into_owned();
     if text.chars().count() > EXCERPT_CHARS {
         masked.push('…');
     }

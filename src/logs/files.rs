@@ -1,4 +1,5 @@
-//! Finding S3 access-log files under a directory, and reading one (plain or gzip).
+//! Finding S3 access-log files under a directory, and opening one (plain or gzip) for reading in
+//! bounded memory.
 //!
 //! A log file is named `[prefix]YYYY-MM-DD-hh-mm-ss-UNIQUE` (optionally `.gz`), in a flat layout or
 //! the date-partitioned one (`.../YYYY/MM/DD/YYYY-MM-DD-...`); anything else is ignored and counted.
@@ -8,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use regex::Regex;
+
+use super::reader::{CHUNK_BYTES, Chunks};
 
 /// What identifies a log file, so that it is extracted once: its name without `.gz`. S3 gives
 /// every log object a globally unique name (`[prefix]YYYY-MM-DD-hh-mm-ss-UNIQUE`), so the same log
@@ -44,17 +47,17 @@ impl LogFile {
         LogIdentity(name.strip_suffix(".gz").unwrap_or(name).to_owned())
     }
 
-    /// Reads the whole file, decompressed.
-    pub(crate) fn read(&self) -> std::io::Result<Vec<u8>> {
-        if self.is_gzip() {
-            let file = std::fs::File::open(&self.path)?;
-            let mut data = Vec::with_capacity(self.size as usize * 4);
-            flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file))
-                .read_to_end(&mut data)?;
-            Ok(data)
+    /// Opens the file for reading as chunks of whole lines, decompressed, in bounded memory.
+    pub(crate) fn open(&self) -> std::io::Result<Chunks<Box<dyn Read + Send>>> {
+        let file = std::fs::File::open(&self.path)?;
+        let reader: Box<dyn Read + Send> = if self.is_gzip() {
+            Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+                file,
+            )))
         } else {
-            std::fs::read(&self.path)
-        }
+            Box::new(file)
+        };
+        Ok(Chunks::new(reader, CHUNK_BYTES))
     }
 }
 

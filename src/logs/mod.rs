@@ -5,6 +5,7 @@ pub(crate) mod excerpt;
 pub(crate) mod exclusion;
 pub(crate) mod files;
 pub(crate) mod parser;
+pub(crate) mod reader;
 
 pub(crate) use excerpt::excerpt;
 pub(crate) use exclusion::{Exclusion, parse_ip_or_network};

@@ -54,6 +54,8 @@ pub(crate) struct PublishReport {
     pub message: String,
     /// Whether it was pushed.
     pub pushed: bool,
+    /// Whether a stale `index.lock` (left by a killed git) was removed first.
+    pub cleared_lock: bool,
 }
 
 impl stage::Report for PublishReport {
@@ -74,7 +76,14 @@ impl stage::Report for PublishReport {
         if self.pushed {
             line.push_str(", pushed");
         }
-        vec![line]
+        let mut lines = vec![line];
+        if self.cleared_lock {
+            lines.push(format!(
+                "publish: removed a stale .git/index.lock (older than {} s) left by an interrupted git",
+                STALE_LOCK.as_secs()
+            ));
+        }
+        lines
     }
 
     fn new_work(&self) -> String {
@@ -96,6 +105,42 @@ impl stage::Stage for Publish {
     fn run(context: &Context<'_>, options: &PublishOptions) -> anyhow::Result<PublishReport> {
         Ok(publish(options, &requester_ids(context.store)?)?)
     }
+}
+
+/// An `index.lock` older than this was left by a git that was killed; a younger one may belong
+/// to a git still working.
+const STALE_LOCK: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Removes the repository's `index.lock` when it is stale (a publish or git killed midway would
+/// otherwise block every later publish); refuses when it is recent. Whether it removed one.
+fn clear_stale_index_lock(repo: &Path) -> Result<bool, PublishError> {
+    let lock = repo.join(git(repo, &["rev-parse", "--git-path", "index.lock"])?);
+    let Ok(meta) = std::fs::metadata(&lock) else {
+        return Ok(false);
+    };
+    let age = meta
+        .modified()
+        .ok()
+        .and_then(|modified| modified.elapsed().ok())
+        .unwrap_or_default();
+    if age < STALE_LOCK {
+        return Err(PublishError::Git {
+            command: "add".into(),
+            repo: repo.to_path_buf(),
+            message: format!(
+                "another git is working in this repository ({} exists, {} s old); publish again later, or remove it if no git is running",
+                lock.display(),
+                age.as_secs()
+            ),
+        });
+    }
+    std::fs::remove_file(&lock).map_err(|source| PublishError::Io { path: lock, source })?;
+    Ok(true)
+}
+
+/// Whether the current branch has commits its upstream lacks (or has no upstream yet).
+fn has_unpushed_commits(repo: &Path) -> bool {
+    git(repo, &["rev-list", "--count", "@{upstream}..HEAD"]).map_or(true, |count| count != "0")
 }
 
 /// Every requester's opaque id (as `dump` shows it), to make sure none is published.
@@ -230,9 +275,15 @@ fn publish(
         return Ok(report);
     }
     let content = options.content_dir.as_str();
+    report.cleared_lock = clear_stale_index_lock(repo)?;
     git(repo, &["add", "--all", "--", content])?;
     let changed = git(repo, &["diff", "--cached", "--name-only", "--", content])?;
     if changed.is_empty() {
+        // a push that failed last time is tried again
+        if options.push && has_unpushed_commits(repo) {
+            git(repo, &["push", "--quiet"])?;
+            report.pushed = true;
+        }
         return Ok(report);
     }
     report.message = commit_message(&changed, content, &contents);

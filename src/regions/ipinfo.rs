@@ -19,6 +19,11 @@ pub(crate) const MAX_BATCH: usize = 1000;
 /// Why a batch got no answer.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum IpinfoError {
+    /// The service answered with a redirect, not followed: the request carries addresses.
+    #[error(
+        "ipinfo answered with a redirect (HTTP {0}), not followed because the request carries addresses: check {URL_ENV} or --ipinfo-url"
+    )]
+    Redirected(u16),
     /// The token was refused.
     #[error("ipinfo refused the token (HTTP {0}): check {KEY_ENV}")]
     Rejected(u16),
@@ -56,7 +61,7 @@ impl Ipinfo {
     /// A client of the service at `base_url` with `token`.
     pub(crate) fn new(base_url: &str, token: &str, timeout: Duration, policy: RetryPolicy) -> Self {
         Self {
-            http: http::client(timeout),
+            http: http::client(timeout, http::Redirects::Never),
             url: format!("{}/batch", base_url.trim_end_matches('/')),
             token: token.to_owned(),
             policy,
@@ -82,6 +87,7 @@ impl Ipinfo {
                     Ok(json) => Attempt::Done(labels(ips, &json)),
                     Err(retry) => retry,
                 },
+                300..=399 => Attempt::Fail(IpinfoError::Redirected(status)),
                 401 | 403 => Attempt::Fail(IpinfoError::Rejected(status)),
                 402 => Attempt::Fail(IpinfoError::Quota {
                     status,

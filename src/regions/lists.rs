@@ -84,11 +84,9 @@ async fn download(
     if !status.is_success() {
         return Err(format!("{url}: HTTP {}", status.as_u16()));
     }
-    let data = response
-        .bytes()
+    let data = crate::http::read_body(response, crate::http::MAX_BODY_BYTES)
         .await
-        .map_err(|e| format!("{url}: {e}"))?
-        .to_vec();
+        .map_err(|why| format!("{url}: {why}"))?;
     let table = service.parse(&data).map_err(|e| format!("{url}: {e}"))?;
     Ok((table, data))
 }

@@ -137,6 +137,7 @@ pub(super) async fn ask_ipinfo(
         Some(IpinfoError::Rejected(status)) => {
             anyhow::bail!("ipinfo refused the token (HTTP {status}): check {KEY_ENV}")
         }
+        Some(error @ IpinfoError::Redirected(_)) => return Err(error.into()),
         Some(IpinfoError::Stopped) => report.stopped = Some("stop requested".into()),
         Some(other) => report.stopped = Some(other.to_string()),
     }

@@ -185,7 +185,7 @@ async fn update(context: &Context<'_>, options: &RegionsOptions) -> anyhow::Resu
     report.pending_before = pending.len() as u64;
 
     let bogons = Bogons::default();
-    let client = http::client(options.timeout);
+    let client = http::client(options.timeout, http::Redirects::HttpsOnly);
     let mut services: Services = Vec::new();
     let needs_services = !pending.is_empty() || options.refresh_partition.is_some();
     for (service, url) in Service::ALL.into_iter().zip(&options.range_urls) {

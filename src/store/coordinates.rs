@@ -37,4 +37,22 @@ impl Store {
             .map(drop)
         })
     }
+
+    /// Forgets the geocoder's answers for these labels (every answer when `None`); how many.
+    pub(crate) fn forget_coordinates(
+        &self,
+        labels: Option<&[RegionLabel]>,
+    ) -> Result<u64, StoreError> {
+        self.in_transaction(|tx| match labels {
+            None => tx.execute("DELETE FROM coordinates", []).map(|n| n as u64),
+            Some(labels) => {
+                let mut forget = tx.prepare_cached("DELETE FROM coordinates WHERE label = ?1")?;
+                let mut count = 0;
+                for label in labels {
+                    count += forget.execute([label])? as u64;
+                }
+                Ok(count)
+            }
+        })
+    }
 }

@@ -265,6 +265,12 @@ impl Batch<'_> {
         })
     }
 
+    /// Starts a new set of bins in the same transaction: an object may get one more bin, ordered
+    /// after the ones added so far (a batch flushes its requests in parts to bound memory).
+    pub(crate) fn start_new_part(&mut self) {
+        self.number = BatchNumber(self.number.0 + 1);
+    }
+
     /// Adds one object's bin.
     pub(crate) fn add_bin(&self, object: ObjectId, data: &[u8]) -> Result<(), StoreError> {
         self.with(|tx| {

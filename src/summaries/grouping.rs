@@ -1,7 +1,45 @@
 //! Which dataset and asset an object key belongs to, and which datasets are summarized.
+//!
+//! Object keys are chosen by whoever uploads, and a dataset's name becomes a directory of the
+//! output. A name that cannot safely be one is never used as a path: the key is counted under the
+//! reserved dataset `undetermined` (its whole key as the asset), and the run names it. Unsafe
+//! means: an empty segment (a leading `/`, `//`), `.` or `..`, a segment starting with `.`
+//! (`.git`), a control character (tab, line end, NUL...), `\`, a segment over 200 bytes, or a name
+//! the output itself uses (`archive`, `undetermined`, `unassociated`, `totals.json`,
+//! `archive_totals.json`, `region_codes_to_coordinates.yaml`, in any case). Asset paths are only
+//! rows, never paths; their control characters are written `%XX`.
+
+use crate::output::escape_controls;
 
 /// The dataset of keys without enough segments.
 pub(crate) const UNASSOCIATED: &str = "unassociated";
+/// The dataset of keys whose dataset name cannot safely be a directory.
+pub(crate) const UNDETERMINED: &str = "undetermined";
+/// Longest dataset name segment, in bytes (file systems allow 255).
+const MAX_SEGMENT_BYTES: usize = 200;
+/// Names the output uses itself, which no dataset may take.
+const RESERVED: [&str; 6] = [
+    "archive",
+    UNDETERMINED,
+    UNASSOCIATED,
+    "totals.json",
+    "archive_totals.json",
+    "region_codes_to_coordinates.yaml",
+];
+
+/// Whether a dataset name (segments joined by `/`) can safely be a directory of the output.
+pub(crate) fn is_safe_dataset(name: &str) -> bool {
+    let first = name.split('/').next().unwrap_or_default();
+    !RESERVED
+        .iter()
+        .any(|reserved| reserved.eq_ignore_ascii_case(first))
+        && name.split('/').all(|segment| {
+            !segment.is_empty()
+                && !segment.starts_with('.')
+                && segment.len() <= MAX_SEGMENT_BYTES
+                && !segment.chars().any(|c| c.is_control() || c == '\\')
+        })
+}
 
 /// How object keys map to datasets and assets, and which datasets to summarize.
 #[derive(Debug, Clone)]
@@ -28,7 +66,9 @@ impl Default for Grouping {
 }
 
 impl Grouping {
-    /// The dataset and asset (percent-decoded) of an object key; `None` for a dataset not picked.
+    /// The dataset and asset (percent-decoded, control characters escaped) of an object key;
+    /// `None` for a dataset not picked. A dataset name that cannot be a directory gives
+    /// [`UNDETERMINED`], with the whole key as the asset.
     pub(crate) fn locate(&self, key: &[u8]) -> Option<(String, String)> {
         let mut key = String::from_utf8_lossy(key).into_owned();
         for prefix in &self.collapse_prefixes {
@@ -41,18 +81,18 @@ impl Grouping {
         }
         let depth = self.dataset_depth.max(1);
         let segments: Vec<&str> = key.splitn(depth + 1, '/').collect();
-        let (dataset, asset) = if segments.len() > depth {
+        let (dataset, asset) = if segments.len() <= depth {
+            (UNASSOCIATED.to_owned(), key.clone())
+        } else if is_safe_dataset(&segments[..depth].join("/")) {
             (segments[..depth].join("/"), segments[depth].to_owned())
         } else {
-            (UNASSOCIATED.to_owned(), key.clone())
+            (UNDETERMINED.to_owned(), key.clone())
         };
         let picked =
             (self.pick.is_empty() || self.pick.contains(&dataset)) && !self.skip.contains(&dataset);
         picked.then(|| {
-            let asset = percent_encoding::percent_decode_str(&asset)
-                .decode_utf8_lossy()
-                .into_owned();
-            (dataset, asset)
+            let asset = percent_encoding::percent_decode_str(&asset).decode_utf8_lossy();
+            (dataset, escape_controls(&asset).into_owned())
         })
     }
 }
@@ -98,5 +138,47 @@ mod tests {
         grouping.pick = vec!["ds3".into()];
         assert_eq!(locate(&grouping, "ds1/a"), None);
         assert!(locate(&grouping, "ds3/a").is_some());
+    }
+
+    #[test]
+    fn names_that_cannot_be_a_directory_go_to_undetermined() {
+        let grouping = Grouping::default();
+        let locate = |key: &str| grouping.locate(key.as_bytes()).unwrap();
+        let long = format!("{}/a", "d".repeat(201));
+        for key in [
+            "../etc/passwd",
+            "./x",
+            "/abs/path",
+            ".git/config",
+            "ar\tchive/x",
+            "a\u{0}b/x",
+            "back\\slash/x",
+            "archive/by_day.tsv",
+            "Archive/x",
+            "totals.json/x",
+            "undetermined/x",
+            "unassociated/x",
+            long.as_str(),
+        ] {
+            let (dataset, asset) = locate(key);
+            assert_eq!(dataset, UNDETERMINED, "{key:?}");
+            assert!(!asset.contains(['\t', '\0']), "{asset:?}");
+        }
+        assert_eq!(locate("../etc/passwd").1, "../etc/passwd");
+        assert_eq!(locate(&"d".repeat(200)).0, UNASSOCIATED);
+        assert_eq!(locate(&format!("{}/a", "d".repeat(200))).0, "d".repeat(200));
+        // depth 2: every segment is checked
+        let deep = Grouping {
+            dataset_depth: 2,
+            ..Grouping::default()
+        };
+        assert_eq!(deep.locate(b"dandisets/../x").unwrap().0, UNDETERMINED);
+        assert_eq!(
+            deep.locate(b"dandisets/000001/a").unwrap().0,
+            "dandisets/000001"
+        );
+        // assets are rows: their control characters are escaped once decoded
+        assert_eq!(locate("ds/a%09b%0Ac%00.nwb").1, "a%09b%0Ac%00.nwb");
+        assert_eq!(locate("ds/a%20b").1, "a b");
     }
 }

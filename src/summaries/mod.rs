@@ -17,7 +17,7 @@ pub(crate) mod totals;
 use std::path::PathBuf;
 
 use crate::output::write_if_changed;
-use crate::stage::{self, Context, Outcome};
+use crate::stage::{self, Context, Outcome, Stage as _};
 use crate::store::Store;
 use disclosure::Privacy;
 use grouping::Grouping;
@@ -75,6 +75,10 @@ pub(crate) struct SummaryReport {
     pub unchanged: u64,
     /// `by_region.tsv` files held back by the region threshold: path and regions changed.
     pub held_back: Vec<(PathBuf, usize)>,
+    /// Keys computed now whose dataset name cannot be a directory: how many, the first few.
+    pub undetermined_keys: (u64, Vec<String>),
+    /// Datasets whose files could not be written, and why (the others were written).
+    pub failed: Vec<(String, String)>,
 }
 
 impl SummaryReport {
@@ -91,7 +95,11 @@ impl SummaryReport {
 
 impl stage::Report for SummaryReport {
     fn outcome(&self) -> Outcome {
-        Outcome::Done
+        if self.failed.is_empty() {
+            Outcome::Done
+        } else {
+            Outcome::Failed
+        }
     }
 
     fn summary(&self) -> Vec<String> {
@@ -119,6 +127,23 @@ impl stage::Report for SummaryReport {
             lines.push(format!(
                 "{stage}: {} more by_region.tsv files not updated for the same reason",
                 self.held_back.len() - LISTED
+            ));
+        }
+        let (count, first) = &self.undetermined_keys;
+        if *count > 0 && stage == Summaries::NAME {
+            lines.push(format!(
+                "warning: {count} object keys name no dataset that can be a directory and are counted under `{}`: {}",
+                grouping::UNDETERMINED,
+                first
+                    .iter()
+                    .map(|key| format!("`{key}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        for (dataset, error) in &self.failed {
+            lines.push(format!(
+                "error: {stage}: cannot write the files of {dataset}: {error}"
             ));
         }
         lines
@@ -194,6 +219,7 @@ fn update(
         stage,
         datasets: tallies.datasets.len() as u64,
         recomputed,
+        undetermined_keys: tallies.undetermined_keys.clone(),
         ..SummaryReport::default()
     };
     write(&tallies, options, &mut report)?;

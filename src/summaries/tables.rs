@@ -60,16 +60,28 @@ fn write_by_region(
 }
 
 /// Writes the summaries of every dataset and of the archive.
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "one signature for the writers of both stages; a dataset's failure is reported, not returned"
+)]
 pub(crate) fn write_summaries(
     tallies: &Tallies,
     options: &SummaryOptions,
     report: &mut SummaryReport,
 ) -> anyhow::Result<()> {
+    // one dataset that cannot be written (a full disk, a name the file system refuses) does not
+    // stop the others
     for (name, tally) in &tallies.datasets {
-        write_tables(report, &options.output_dir.join(name), tally, true, options)?;
+        if let Err(error) =
+            write_tables(report, &options.output_dir.join(name), tally, true, options)
+        {
+            report.failed.push((name.clone(), error.to_string()));
+        }
     }
     let archive = options.output_dir.join(ARCHIVE);
-    write_tables(report, &archive, &tallies.archive, false, options)?;
+    if let Err(error) = write_tables(report, &archive, &tallies.archive, false, options) {
+        report.failed.push((ARCHIVE.to_owned(), error.to_string()));
+    }
     Ok(())
 }
 

@@ -5,11 +5,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rustc_hash::FxHashMap;
 
-use super::grouping::Grouping;
+use super::grouping::{Grouping, UNDETERMINED};
 use crate::bins::{self, BinRequest};
 use crate::labels::{LabelKind, RegionLabel};
+use crate::output::escape_controls;
 use crate::store::{BatchNumber, LabelRound, RequesterId, Store};
 
+/// How many keys counted under `undetermined` a run names.
+const UNDETERMINED_SHOWN: usize = 5;
 /// Longest gap between two requests of one view, in seconds.
 pub(crate) const VIEW_GAP_SECONDS: i64 = 8 * 3600;
 
@@ -27,17 +30,41 @@ pub(crate) struct Figures {
 }
 
 impl Figures {
-    fn add(&mut self, other: &Figures) {
-        self.bytes_sent += other.bytes_sent;
+    /// Adds other figures; bytes are checked (counts are bounded by the lines read).
+    fn add(&mut self, other: &Figures) -> Result<(), Overflow> {
+        self.bytes_sent = self
+            .bytes_sent
+            .checked_add(other.bytes_sent)
+            .ok_or(Overflow)?;
         self.requests += other.requests;
         self.downloads += other.downloads;
         self.views += other.views;
+        Ok(())
     }
 
-    fn request(&mut self, request: &BinRequest) {
-        self.bytes_sent += request.bytes_sent;
+    /// Adds one request.
+    fn request(&mut self, request: &BinRequest) -> Result<(), Overflow> {
+        self.bytes_sent = self
+            .bytes_sent
+            .checked_add(request.bytes_sent)
+            .ok_or(Overflow)?;
         self.requests += 1;
         self.downloads += u64::from(request.status == 200);
+        Ok(())
+    }
+}
+
+/// A byte total beyond 2^64 bytes: impossible for real logs (each request sends at most 2^60).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Overflow;
+
+impl Overflow {
+    /// The error naming the dataset (or `archive`) whose total overflowed.
+    fn of(dataset: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "the bytes sent of {dataset} add up to more than 2^64 bytes, which real logs cannot: \
+             check that dataset's requests with `s3tally dump`"
+        )
     }
 }
 
@@ -60,18 +87,18 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    fn merge(&mut self, other: &Tally) {
+    fn merge(&mut self, other: &Tally) -> Result<(), Overflow> {
         for (day, figures) in &other.by_day {
-            self.by_day.entry(*day).or_default().add(figures);
+            self.by_day.entry(*day).or_default().add(figures)?;
         }
         for (region, figures) in &other.by_region {
             self.by_region
                 .entry(region.clone())
                 .or_default()
-                .add(figures);
+                .add(figures)?;
         }
         self.requesters.extend(&other.requesters);
-        self.total.add(&other.total);
+        self.total.add(&other.total)
     }
 }
 
@@ -82,6 +109,9 @@ pub(crate) struct Tallies {
     pub datasets: BTreeMap<String, Tally>,
     /// Across the datasets summarized (requesters are a union, not a sum).
     pub archive: Tally,
+    /// Object keys computed now whose dataset name cannot be a directory (counted under
+    /// `undetermined`): how many, and the first few, escaped.
+    pub undetermined_keys: (u64, Vec<String>),
 }
 
 /// Computes every figure from the store's bins, exactly; only those of the datasets in `only`
@@ -129,6 +159,7 @@ pub(crate) fn tally(
     // streaming request times by (asset, requester), for views
     let mut streams: FxHashMap<(u32, u64), Vec<i64>> = FxHashMap::default();
 
+    let mut undetermined_keys: (u64, Vec<String>) = (0, Vec::new());
     let mut current_key: Vec<u8> = Vec::new();
     let mut current_asset: Option<u32> = None;
     let mut requests: Vec<BinRequest> = Vec::new();
@@ -138,6 +169,15 @@ pub(crate) fn tally(
             let located = grouping
                 .locate(key)
                 .filter(|(dataset, _)| only.is_none_or(|only| only.contains(dataset)));
+            if let Some((dataset, _)) = &located
+                && dataset == UNDETERMINED
+            {
+                let (count, first) = &mut undetermined_keys;
+                *count += 1;
+                if first.len() < UNDETERMINED_SHOWN {
+                    first.push(escape_controls(&String::from_utf8_lossy(key)).into_owned());
+                }
+            }
             current_asset = located.map(|(dataset, asset)| {
                 let next_dataset = index(datasets.len());
                 let dataset_id = *dataset_index.entry(dataset.clone()).or_insert_with(|| {
@@ -167,15 +207,20 @@ pub(crate) fn tally(
                 .get(&request.requester)
                 .copied()
                 .unwrap_or(missing);
-            by_asset[asset as usize].request(request);
+            let overflow = |Overflow| Overflow::of(&datasets[dataset as usize]);
+            by_asset[asset as usize]
+                .request(request)
+                .map_err(overflow)?;
             by_day
                 .entry((dataset, request.time.div_euclid(86_400)))
                 .or_default()
-                .request(request);
+                .request(request)
+                .map_err(overflow)?;
             by_region
                 .entry((dataset, region))
                 .or_default()
-                .request(request);
+                .request(request)
+                .map_err(overflow)?;
             if Some(region) == github {
                 github_requesters
                     .entry(dataset)
@@ -216,15 +261,20 @@ pub(crate) fn tally(
         }
     }
 
-    let mut tallies = Tallies::default();
+    let mut tallies = Tallies {
+        undetermined_keys,
+        ..Tallies::default()
+    };
     for (index, (dataset, asset)) in assets.into_iter().enumerate() {
-        let tally = tallies.datasets.entry(dataset).or_default();
-        tally.total.add(&by_asset[index]);
+        let tally = tallies.datasets.entry(dataset.clone()).or_default();
+        let overflow = |Overflow| Overflow::of(&dataset);
+        tally.total.add(&by_asset[index]).map_err(overflow)?;
         tally
             .by_asset
             .entry(asset)
             .or_default()
-            .add(&by_asset[index]);
+            .add(&by_asset[index])
+            .map_err(overflow)?;
     }
     for ((dataset, day), figures) in by_day {
         tallies
@@ -256,18 +306,21 @@ pub(crate) fn tally(
             .or_default()
             .github_requesters = set;
     }
-    tallies.merge_archive();
+    tallies.merge_archive()?;
     Ok(tallies)
 }
 
 impl Tallies {
     /// Computes the archive from the datasets.
-    fn merge_archive(&mut self) {
+    fn merge_archive(&mut self) -> anyhow::Result<()> {
         let mut archive = Tally::default();
         for tally in self.datasets.values() {
-            archive.merge(tally);
+            archive
+                .merge(tally)
+                .map_err(|Overflow| Overflow::of(super::ARCHIVE))?;
         }
         self.archive = archive;
+        Ok(())
     }
 }
 
@@ -334,10 +387,12 @@ pub(crate) fn current_tallies(
         datasets.insert(dataset, serde_json::from_str(&data)?);
     }
     let changed = changed_datasets(store, grouping, &datasets, since)?;
+    let mut undetermined_keys = (0, Vec::new());
     if changed.is_empty() {
         store.save_tallies(&[], false, &state)?;
     } else {
         let fresh = tally(store, grouping, Some(&changed))?;
+        undetermined_keys = fresh.undetermined_keys;
         for dataset in &changed {
             datasets.remove(dataset);
         }
@@ -348,8 +403,9 @@ pub(crate) fn current_tallies(
     let mut tallies = Tallies {
         datasets,
         archive: Tally::default(),
+        undetermined_keys,
     };
-    tallies.merge_archive();
+    tallies.merge_archive()?;
     Ok((tallies, changed.len() as u64))
 }
 

@@ -84,8 +84,9 @@ pub(crate) struct ValidateReport {
     pub skipped: u64,
     /// Counts by check.
     pub counts: BTreeMap<Check, CheckCounts>,
-    /// Every violation found now, by file and line.
-    pub violations: Vec<Violation>,
+    /// Where each check first did not hold (`file:line`), for the table; every violation is
+    /// printed as it is found, not kept.
+    pub first: BTreeMap<Check, String>,
     /// Files that could not be read.
     pub failed: Vec<FailedFile>,
     /// Whether a stop request ended the run early.
@@ -97,7 +98,7 @@ impl stage::Report for ValidateReport {
     fn outcome(&self) -> Outcome {
         if self.stopped {
             Outcome::Stopped
-        } else if self.violations.is_empty() && self.failed.is_empty() {
+        } else if self.violation_count() == 0 && self.failed.is_empty() {
             Outcome::Done
         } else {
             Outcome::Failed
@@ -123,25 +124,28 @@ impl stage::Report for ValidateReport {
 }
 
 impl ValidateReport {
-    /// Writes every violation, the table and a closing line (the command's standard output).
+    /// Violations found now, of every check.
+    pub(crate) fn violation_count(&self) -> u64 {
+        self.counts.values().map(|c| c.violations).sum()
+    }
+
+    /// Writes the table and a closing line (the command's standard output, after the violations
+    /// printed as they were found).
     pub(crate) fn write_to(&self, out: &mut (impl Write + ?Sized)) -> std::io::Result<()> {
-        for violation in &self.violations {
-            writeln!(out, "{violation}")?;
-        }
         writeln!(out, "{}", self.table())?;
         writeln!(
             out,
             "validate: {} files validated, {} already validated, {} violations",
             self.validated,
             self.skipped,
-            self.violations.len()
+            self.violation_count()
         )
     }
 
     /// The summary table.
     pub(crate) fn table(&self) -> String {
         let mut builder = tabled::builder::Builder::default();
-        builder.push_record(["check", "version", "files", "lines", "violations"]);
+        builder.push_record(["check", "version", "files", "lines", "violations", "first"]);
         for (check, counts) in &self.counts {
             builder.push_record([
                 check.name().to_owned(),
@@ -149,6 +153,7 @@ impl ValidateReport {
                 counts.files.to_string(),
                 counts.lines.to_string(),
                 counts.violations.to_string(),
+                self.first.get(check).cloned().unwrap_or_default(),
             ]);
         }
         builder
@@ -158,51 +163,99 @@ impl ValidateReport {
     }
 }
 
+/// Violations of one file kept to be printed; the rest of that file's are only counted.
+const SHOWN_PER_FILE: usize = 200;
+
 /// What one file gave.
 struct FileResult {
     lines: BTreeMap<Check, u64>,
-    violations: Vec<Violation>,
+    violations: BTreeMap<Check, u64>,
+    /// The first violations, in line order, to print.
+    shown: Vec<Violation>,
 }
 
+impl FileResult {
+    fn found(&mut self, violation: Violation) {
+        *self.violations.entry(violation.check).or_default() += 1;
+        if self.shown.len() < SHOWN_PER_FILE {
+            self.shown.push(violation);
+        }
+    }
+
+    fn not_shown(&self) -> u64 {
+        self.violations.values().sum::<u64>() - self.shown.len() as u64
+    }
+}
+
+/// Checks one file, reading it chunk by chunk (bounded memory).
 fn validate_file(
     file: &LogFile,
     checks: &[Check],
     exclusion: &Exclusion,
 ) -> std::io::Result<FileResult> {
-    let data = file.read()?;
+    let mut chunks = file.open()?;
     let name = file.relative.rsplit('/').next().unwrap_or(&file.relative);
     let file_time = time_of_name(name);
     let mut result = FileResult {
         lines: checks.iter().map(|c| (*c, 0)).collect(),
-        violations: Vec::new(),
+        violations: BTreeMap::new(),
+        shown: Vec::new(),
     };
-    let body = data.strip_suffix(b"\n").unwrap_or(&data);
-    for (index, line) in body.split(|b| *b == b'\n').enumerate() {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.iter().all(|b| *b == b' ') {
-            continue;
-        }
-        let head = head(line);
-        if let Some((ip, _)) = head {
-            let written = String::from_utf8_lossy(ip);
-            if exclusion.excludes(&written, written.parse().ok()) {
-                continue;
+    let violation = |line: u64, check, what, text: &[u8]| Violation {
+        file: file.relative.clone(),
+        line,
+        check,
+        what,
+        excerpt: excerpt(text),
+    };
+    while let Some(chunk) = chunks.next_chunk()? {
+        for (line, beginning) in &chunk.overlong {
+            if checks.contains(&Check::Fields) {
+                let what = "a line longer than a chunk: its fields cannot be told apart".to_owned();
+                result.found(violation(*line, Check::Fields, what, beginning));
             }
         }
-        for count in result.lines.values_mut() {
-            *count += 1;
-        }
-        for (check, what) in check_line(line, get_ip(head), checks, file_time) {
-            result.violations.push(Violation {
-                file: file.relative.clone(),
-                line: index as u64 + 1,
-                check,
-                what,
-                excerpt: excerpt(line),
-            });
+        let body = chunk.data.strip_suffix(b"\n").unwrap_or(&chunk.data);
+        for (index, line) in body.split(|b| *b == b'\n').enumerate() {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.iter().all(|b| *b == b' ') {
+                continue;
+            }
+            let head = head(line);
+            if let Some((ip, _)) = head {
+                let written = String::from_utf8_lossy(ip);
+                if exclusion.excludes(&written, written.parse().ok()) {
+                    continue;
+                }
+            }
+            for count in result.lines.values_mut() {
+                *count += 1;
+            }
+            let number = chunk.first_line + index as u64;
+            for (check, what) in check_line(line, get_ip(head), checks, file_time) {
+                result.found(violation(number, check, what, line));
+            }
         }
     }
+    result.shown.sort_by_key(|v| (v.line, v.check));
     Ok(result)
+}
+
+/// Prints violations to standard output as they are found; after a closed pipe, prints no more.
+struct Printer {
+    closed: bool,
+}
+
+impl Printer {
+    fn print(&mut self, text: &str) {
+        if self.closed {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{text}").is_err() {
+            self.closed = true;
+        }
+    }
 }
 
 /// The validate command, run as a stage.
@@ -252,6 +305,7 @@ fn validate(context: &Context<'_>, options: &ValidateOptions) -> anyhow::Result<
     }
     let total_bytes = todo.iter().map(|(f, _)| f.size).sum();
     let mut progress = Progress::new("validate", todo.len() as u64, total_bytes);
+    let mut printer = Printer { closed: false };
     for chunk in todo.chunks(64) {
         if stop.is_raised() {
             report.stopped = true;
@@ -280,11 +334,7 @@ fn validate(context: &Context<'_>, options: &ValidateOptions) -> anyhow::Result<
                 let counts = report.counts.entry(*check).or_default();
                 counts.files += 1;
                 counts.lines += result.lines[check];
-                let violations = result
-                    .violations
-                    .iter()
-                    .filter(|v| v.check == *check)
-                    .count() as u64;
+                let violations = result.violations.get(check).copied().unwrap_or(0);
                 counts.violations += violations;
                 records.push((
                     file.relative.clone(),
@@ -293,14 +343,24 @@ fn validate(context: &Context<'_>, options: &ValidateOptions) -> anyhow::Result<
                     violations,
                 ));
             }
-            report.violations.extend(result.violations);
+            for violation in &result.shown {
+                report
+                    .first
+                    .entry(violation.check)
+                    .or_insert_with(|| format!("{}:{}", violation.file, violation.line));
+                printer.print(&violation.to_string());
+            }
+            if result.not_shown() > 0 {
+                printer.print(&format!(
+                    "{}: {} more violations not shown",
+                    file.relative,
+                    result.not_shown()
+                ));
+            }
         }
         store.record_validation(&records)?;
         progress.advance(chunk.len() as u64, bytes, "files validated");
     }
     progress.finish();
-    report
-        .violations
-        .sort_by(|a, b| (&a.file, a.line, a.check).cmp(&(&b.file, b.line, b.check)));
     Ok(report)
 }

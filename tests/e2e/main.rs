@@ -7,6 +7,7 @@ mod common;
 mod coordinates;
 mod errors;
 mod extract;
+mod hostile;
 mod identity;
 mod interrupt;
 mod privacy;
