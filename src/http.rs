@@ -114,6 +114,13 @@ pub(crate) async fn sleep_unless_stopped(duration: Duration, stop: &StopFlag) ->
     !stop.is_raised()
 }
 
+/// Returns once a stop is asked for (checked every 50 ms).
+async fn stop_requested(stop: &StopFlag) {
+    while !stop.is_raised() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// What one attempt at a request came to.
 #[derive(Debug)]
 pub(crate) enum Attempt<T, E> {
@@ -159,7 +166,12 @@ where
 {
     let mut last = String::new();
     for retry in 0..=policy.retries {
-        let asked = match attempt().await {
+        // a stop request ends an attempt in flight too (a hung service must not hold a stop)
+        let answer = tokio::select! {
+            answer = attempt() => answer,
+            () = stop_requested(stop) => return Err(Failure::Stopped),
+        };
+        let asked = match answer {
             Attempt::Done(answer) => return Ok(answer),
             Attempt::Fail(error) => return Err(Failure::Fail(error)),
             Attempt::Retry { why, wait } => {

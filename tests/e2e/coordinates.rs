@@ -294,3 +294,91 @@ fn a_refused_key_is_one_error_naming_the_variable() {
     assert!(errors[0].contains("OPENCAGE_API_KEY"), "{text}");
     assert_eq!(server.requests().len(), 1);
 }
+
+/// A 200 answer that is not the documented shape (no results list, a latitude out of range) is an
+/// error retried next run, never cached as "not found"; a good answer later places the label.
+#[test]
+fn an_answer_of_the_wrong_shape_is_never_cached_as_not_found() {
+    let env = labelled();
+    for broken in [
+        json!({"status": {"code": 200, "message": "OK"}}),
+        json!({"results": [{"geometry": {"lat": 123.4, "lng": 5.0}}], "total_results": 1}),
+    ] {
+        let server = MockServer::start(move |_, _| Reply::json(200, broken.clone()));
+        let output = coordinates(&env, Some(&server), &["--retries", "1"]);
+        assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains("unreadable answer"),
+            "{}",
+            stderr(&output)
+        );
+        assert!(!yaml(&env).contains("latitude: 123.4"));
+    }
+    let good = MockServer::start(|request, _| geocode_answer(request));
+    let output = coordinates(&env, Some(&good), &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        asked(&good).len(),
+        5,
+        "every place is asked: none was cached as not found"
+    );
+    assert!(
+        yaml(&env).contains("\"US/California\": {latitude: 36.7014631, longitude: -118.755997}")
+    );
+}
+
+/// `--forget LABEL` asks again for one label; `--refresh` for every label.
+#[test]
+fn forgotten_answers_are_asked_again() {
+    let env = labelled();
+    let server = MockServer::start(|request, _| geocode_answer(request));
+    assert!(coordinates(&env, Some(&server), &[]).status.success());
+    assert_eq!(server.requests().len(), 5);
+    let output = coordinates(&env, Some(&server), &["--forget", "US/California"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("1 earlier answers forgotten"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        asked(&server)[5..],
+        [("California".to_owned(), "us".to_owned())]
+    );
+    assert!(
+        coordinates(&env, Some(&server), &["--refresh"])
+            .status
+            .success()
+    );
+    assert_eq!(server.requests().len(), 5 + 1 + 5);
+    // a label that is no label is bad usage
+    assert_eq!(
+        coordinates(&env, Some(&server), &["--forget", "not a label"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+/// A redirect is not followed: the request carries the key.
+#[test]
+fn a_redirect_is_not_followed_with_the_key() {
+    let env = labelled();
+    let elsewhere = MockServer::start(|request, _| geocode_answer(request));
+    let target = format!("{}/geocode/v1/json", elsewhere.url);
+    let redirecting = MockServer::start(move |_, _| {
+        Reply::Respond(
+            302,
+            vec![("Location".into(), target.clone())],
+            String::new(),
+        )
+    });
+    let output = coordinates(&env, Some(&redirecting), &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("OpenCage answered with a redirect"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(elsewhere.requests().is_empty());
+}

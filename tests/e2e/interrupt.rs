@@ -238,3 +238,42 @@ fn one_writer_per_cache() {
     signal(&child, libc::SIGTERM);
     child.wait().unwrap();
 }
+
+/// `stop` asks through the cache, never by signal: a process that merely holds the lock file
+/// (here one of the test's own, standing for a process of another PID namespace whose number is
+/// written there) is not signalled, and `stop --timeout` gives up in time.
+#[test]
+fn stop_never_signals_a_process_that_is_not_the_writer() {
+    let env = Env::new();
+    std::fs::create_dir_all(&env.cache).unwrap();
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let lock = env.cache.join("writer.lock");
+    std::fs::write(&lock, format!("{}\n", bystander.id())).unwrap();
+    let held = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&lock)
+        .unwrap();
+    held.lock().unwrap();
+    let started = std::time::Instant::now();
+    let output = env.run(&["stop", "--timeout", "1"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(text.contains("did not stop within 1 s"), "{text}");
+    // still alive: nothing was sent to it
+    assert!(
+        bystander.try_wait().unwrap().is_none(),
+        "the bystander was signalled"
+    );
+    bystander.kill().unwrap();
+    bystander.wait().unwrap();
+    drop(held);
+    // the request left behind is not taken by the next writer as meant for it
+    assert!(env.cache.join("stop.request").exists());
+    env.extract(&[&crate::common::fixture("nasty/logs")], 0);
+    assert!(!env.cache.join("stop.request").exists());
+}

@@ -692,3 +692,86 @@ fn a_broken_range_file_makes_that_service_unavailable() {
         ],
     );
 }
+
+/// An ipinfo redirect is not followed (the request carries addresses and the token): the batch
+/// goes nowhere else, and the error names the service.
+#[test]
+fn an_ipinfo_redirect_is_not_followed() {
+    let env = extracted();
+    let elsewhere = MockServer::start(|request, _| batch_answer(request, &[]));
+    let target = format!("{}/batch", elsewhere.url);
+    let redirecting = MockServer::start(move |_, _| {
+        Reply::Respond(
+            307,
+            vec![("Location".into(), target.clone())],
+            String::new(),
+        )
+    });
+    let output = regions(&env, Some(&redirecting), &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("ipinfo answered with a redirect (HTTP 307)"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        elsewhere.requests().is_empty(),
+        "the addresses were sent on"
+    );
+    assert_eq!(redirecting.requests().len(), 1);
+}
+
+/// A range list may follow a redirect to https only; to plain http it is unavailable.
+#[test]
+fn a_range_list_redirect_to_plain_http_is_not_followed() {
+    let env = extracted();
+    let lists = MockServer::start(|request, _| {
+        let name = request.path.trim_start_matches('/');
+        Reply::Respond(
+            200,
+            vec![],
+            std::fs::read_to_string(fixture("ranges").join(name)).unwrap_or_default(),
+        )
+    });
+    let target = format!("{}/aws.json", lists.url);
+    let redirecting = MockServer::start(move |_, _| {
+        Reply::Respond(
+            302,
+            vec![("Location".into(), target.clone())],
+            String::new(),
+        )
+    });
+    let mut command = env.command(&["update", "regions", "--timeout", "2"]);
+    command
+        .env_remove("IPINFO_API_KEY")
+        .env(
+            "S3TALLY_GITHUB_RANGES_URL",
+            format!("{}/github.json", lists.url),
+        )
+        .env(
+            "S3TALLY_AWS_RANGES_URL",
+            format!("{}/aws.json", redirecting.url),
+        )
+        .env("S3TALLY_GCP_RANGES_URL", format!("{}/gcp.json", lists.url))
+        .env("S3TALLY_VPN_RANGES_URL", format!("{}/vpn.txt", lists.url));
+    let output = command.output().unwrap();
+    let text = stderr(&output);
+    assert!(text.contains("the AWS range list is unavailable"), "{text}");
+    assert!(text.contains("HTTP 302"), "{text}");
+    assert!(!lists.requests().iter().any(|r| r.path == "/aws.json"));
+}
+
+/// An answer larger than 64 MB is an error, not an allocation of whatever size was sent.
+#[test]
+fn an_oversized_answer_is_an_error() {
+    let env = extracted();
+    let huge = "x".repeat((64 << 20) + 1);
+    let server = MockServer::start(move |_, _| Reply::Respond(200, vec![], huge.clone()));
+    let output = regions(&env, Some(&server), &["--retries", "0"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("answer larger than 64 MB"),
+        "{}",
+        stderr(&output)
+    );
+}

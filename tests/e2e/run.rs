@@ -456,3 +456,132 @@ fn publish_pushes_to_the_configured_remote() {
     assert!(fresh.join("content/summaries/ds1/by_day.tsv").exists());
     assert!(git(&fresh, &["status", "--porcelain"]).contains("content/"));
 }
+
+/// A stop request during a later stage ends the run after that stage: the stages after it and
+/// publish do not start (exit 3).
+#[test]
+fn stop_during_regions_ends_the_run_after_that_stage() {
+    let env = Env::new();
+    let repo = new_repo(&env);
+    // ipinfo never answers: the regions stage waits on it until stopped
+    let hanging = MockServer::start(|_, _| Reply::Hang);
+    let mut child = env
+        .command(&[
+            "run",
+            fixture("regions/logs").to_str().unwrap(),
+            "--ranges-dir",
+            fixture("ranges").to_str().unwrap(),
+            "--timeout",
+            "60",
+            "--publish",
+            repo.to_str().unwrap(),
+        ])
+        .env("IPINFO_API_KEY", "token")
+        .env("IPINFO_URL", &hanging.url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    wait_for(&lines, "run: extract done");
+    while hanging.requests().is_empty() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(env.run(&["stop"]).status.success());
+    assert_eq!(child.wait().unwrap().code(), Some(3));
+    let rest: Vec<String> = lines.try_iter().collect();
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("stopped on request after regions")),
+        "{rest:?}"
+    );
+    for later in [
+        "run: coordinates",
+        "run: summaries",
+        "run: totals",
+        "run: publish",
+    ] {
+        assert!(
+            !rest.iter().any(|l| l.contains(later)),
+            "{later} ran: {rest:?}"
+        );
+    }
+    assert!(!repo.join("content").exists());
+}
+
+/// A git killed midway leaves `.git/index.lock`: an old one is cleared, a fresh one refused
+/// with a message saying what to do.
+#[test]
+fn a_stale_index_lock_is_cleared_and_a_fresh_one_refused() {
+    let env = Env::new();
+    env.extract(&[&fixture("summaries/logs")], 0);
+    assert!(env.run(&["update", "summaries"]).status.success());
+    let repo = new_repo(&env);
+    let lock = repo.join(".git/index.lock");
+    std::fs::write(&lock, "").unwrap();
+    let refused = env.run(&["publish", repo.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("another git is working"),
+        "{}",
+        stderr(&refused)
+    );
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&lock)
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
+    let published = env.run(&["publish", repo.to_str().unwrap()]);
+    assert_eq!(published.status.code(), Some(0), "{}", stderr(&published));
+    assert!(stderr(&published).contains("removed a stale .git/index.lock"));
+    assert!(!lock.exists());
+    assert!(git(&repo, &["log", "--oneline"]).lines().count() == 1);
+}
+
+/// A push that failed is tried again by the next publish, even with nothing new to commit.
+#[test]
+fn a_failed_push_is_retried_when_nothing_is_new() {
+    let env = Env::new();
+    env.extract(&[&fixture("summaries/logs")], 0);
+    assert!(env.run(&["update", "summaries"]).status.success());
+    let remote = env.dir.path().join("remote.git");
+    git(
+        env.dir.path(),
+        &["init", "--quiet", "--bare", remote.to_str().unwrap()],
+    );
+    let clone = env.dir.path().join("clone");
+    git(
+        env.dir.path(),
+        &[
+            "clone",
+            "--quiet",
+            remote.to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
+    );
+    // the remote is unreachable during the first publish
+    let away = env.dir.path().join("away.git");
+    std::fs::rename(&remote, &away).unwrap();
+    let failed = env.run(&["publish", clone.to_str().unwrap(), "--push"]);
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    std::fs::rename(&away, &remote).unwrap();
+    let retried = env.run(&["publish", clone.to_str().unwrap(), "--push"]);
+    assert_eq!(retried.status.code(), Some(0), "{}", stderr(&retried));
+    let said = stderr(&retried);
+    assert!(said.contains("nothing to commit, pushed"), "{said}");
+    assert_eq!(
+        git(&remote, &["rev-parse", "HEAD"]),
+        git(&clone, &["rev-parse", "HEAD"])
+    );
+    // and with nothing to push, nothing is pushed
+    let idle = env.run(&["publish", clone.to_str().unwrap(), "--push"]);
+    assert!(!stderr(&idle).contains("pushed"), "{}", stderr(&idle));
+}

@@ -131,3 +131,35 @@ fn limit_validates_a_sample() {
         "{stdout}"
     );
 }
+
+/// Violations are printed as they are found, at most 200 a file, the rest counted: memory stays
+/// bounded whatever a file holds; the table names where each check first failed.
+#[test]
+fn many_violations_are_streamed_with_a_bounded_sample() {
+    let env = Env::new();
+    let logs = env.dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut text = String::new();
+    for i in 0..1000 {
+        // the remote IP is no address: a remote-ip violation each
+        text.push_str(&format!(
+            "owner bucket [01/Jul/2024:10:00:00 +0000] not-an-ip - R{i} REST.GET.OBJECT k \"GET /k HTTP/1.1\" 200 - 5 5 1 1 \"-\" \"-\" - h= SigV4 C A b.s3.amazonaws.com TLSv1.2 - -\n"
+        ));
+    }
+    std::fs::write(logs.join(FILE), text).unwrap();
+    let output = env.run(&["validate", logs.to_str().unwrap(), "--check", "remote-ip"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let shown: Vec<String> = reported(&stdout)
+        .into_iter()
+        .filter(|head| head.ends_with(": remote-ip"))
+        .collect();
+    assert_eq!(shown.len(), 200, "{stdout}");
+    assert_eq!(shown[0], format!("{FILE}:1: remote-ip"));
+    assert!(
+        stdout.contains(&format!("{FILE}: 800 more violations not shown")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1000 violations"), "{stdout}");
+    assert!(stdout.contains(&format!("{FILE}:1 ")), "{stdout}");
+}
