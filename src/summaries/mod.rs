@@ -223,6 +223,9 @@ fn update(
         ..SummaryReport::default()
     };
     write(&tallies, options, &mut report)?;
-    store.set_stage_state(stage, &state)?;
+    // only a complete write is remembered: after a failure the next run writes again
+    if report.failed.is_empty() {
+        store.set_stage_state(stage, &state)?;
+    }
     Ok(report)
 }

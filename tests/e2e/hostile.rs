@@ -355,3 +355,36 @@ fn impossible_byte_totals_are_an_error_naming_the_dataset() {
     );
     assert!(!text.contains("panicked"), "{text}");
 }
+
+#[test]
+fn a_dataset_that_cannot_be_written_does_not_stop_the_others() {
+    let env = Env::new();
+    let logs = env.dir.path().join("logs");
+    write(
+        &logs,
+        "2024-07-02-10-00-00-AAAAAAAAAAAAAAAA",
+        &[
+            line("aaa/x.nwb", "192.0.2.1", 3, 1),
+            line("zzz/y.nwb", "192.0.2.1", 4, 2),
+        ],
+    );
+    env.extract(&[&logs], 0);
+    let out = env.dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // a file where the first dataset's directory must go
+    std::fs::write(out.join("aaa"), "in the way").unwrap();
+    let output = env.run(&["update", "summaries", "--output", out.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot write the files of aaa"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(out.join("zzz/by_day.tsv").is_file());
+    assert!(out.join("archive/by_day.tsv").is_file());
+    // once the obstacle is gone, the next run writes it (nothing is "up to date" after a failure)
+    std::fs::remove_file(out.join("aaa")).unwrap();
+    let output = env.run(&["update", "summaries", "--output", out.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(out.join("aaa/by_day.tsv").is_file());
+}
