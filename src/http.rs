@@ -246,6 +246,21 @@ pub(crate) async fn send<T, E>(request: reqwest::RequestBuilder) -> Result<Answe
     Ok(Answer { status, wait, body })
 }
 
+/// A URL as it may be shown: without user name, password or query (which may hold a key).
+pub(crate) fn display_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            if parsed.query().is_some() {
+                parsed.set_query(Some("..."));
+            }
+            parsed.to_string()
+        }
+        Err(_) => "<a URL that does not parse>".to_owned(),
+    }
+}
+
 /// A short description of a network error (no URL: it may hold a key).
 pub(crate) fn describe(error: &reqwest::Error) -> String {
     if error.is_timeout() {
@@ -260,6 +275,19 @@ pub(crate) fn describe(error: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_are_shown_without_credentials() {
+        assert_eq!(
+            display_url("https://user:pw@example.org/ranges.json?key=abc"),
+            "https://example.org/ranges.json?..."
+        );
+        assert_eq!(
+            display_url("http://127.0.0.1:8/a.json"),
+            "http://127.0.0.1:8/a.json"
+        );
+        assert!(!display_url("not a url with pw").contains("pw"));
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_and_is_capped() {

@@ -53,6 +53,26 @@ pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> 
     std::fs::rename(&temporary, path)
 }
 
+/// Like [`write_atomically`], for a file only its owner may read (0600): what the cache keeps.
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)?;
+    file.write_all(data)?;
+    drop(file);
+    std::fs::rename(&temporary, path)
+}
+
 /// Writes `content` unless the file already holds exactly it; whether it wrote.
 pub(crate) fn write_if_changed(path: &Path, content: &str) -> std::io::Result<bool> {
     if std::fs::read(path).ok().as_deref() == Some(content.as_bytes()) {

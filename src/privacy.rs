@@ -16,14 +16,19 @@ use sha2::{Digest, Sha256};
 pub(crate) const SALT_ENV: &str = "S3TALLY_SALT";
 /// File name of the salt key inside the config directory.
 pub(crate) const SALT_FILE: &str = "salt.key";
-/// Shortest accepted salt given through the environment.
-const MIN_SALT_LEN: usize = 16;
+/// Shortest accepted salt given as text through the environment: a shorter one could be guessed.
+const MIN_SALT_LEN: usize = 32;
+/// Rounds of PBKDF2 behind the stored fingerprint, so that checking one guessed salt against it
+/// costs as much as this many hashes.
+const FINGERPRINT_ROUNDS: u32 = 100_000;
 
 /// Errors while loading or creating the salt.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SaltError {
     /// The environment variable is too short to be a secret.
-    #[error("{SALT_ENV} must be at least {MIN_SALT_LEN} characters (64 hex digits recommended)")]
+    #[error(
+        "{SALT_ENV} must be at least {MIN_SALT_LEN} characters, or 64 hex digits (recommended: `openssl rand -hex 32`)"
+    )]
     TooShort,
     /// The key file does not hold 64 hex digits.
     #[error(
@@ -48,7 +53,7 @@ pub(crate) struct Salt {
 
 impl std::fmt::Debug for Salt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Salt({})", self.fingerprint())
+        f.write_str("Salt(<secret>)")
     }
 }
 
@@ -59,7 +64,7 @@ impl Salt {
     }
 
     /// The salt from `S3TALLY_SALT` if set (64 hex digits are decoded, any other text of at least
-    /// 16 characters is used as it is), else from `salt.key` in `config_dir`, created on first use
+    /// 32 characters is used as it is), else from `salt.key` in `config_dir`, created on first use
     /// with 32 random bytes and mode 0600.
     pub(crate) fn load(config_dir: &Path) -> Result<Self, SaltError> {
         if let Some(value) = std::env::var_os(SALT_ENV) {
@@ -98,8 +103,25 @@ impl Salt {
         }
     }
 
-    /// A short public fingerprint of the salt, kept in the store to detect a changed salt.
+    /// The fingerprint kept in the store to notice a changed salt: an HMAC of a fixed message
+    /// under a key derived from the salt by PBKDF2 (100,000 rounds), so that whoever reads the
+    /// store cannot cheaply test guesses of the salt against it. Written `v2:` and 16 hex digits.
     pub(crate) fn fingerprint(&self) -> String {
+        let mut derived = [0u8; 32];
+        pbkdf2::pbkdf2_hmac::<Sha256>(
+            &self.key,
+            b"s3tally salt fingerprint v2",
+            FINGERPRINT_ROUNDS,
+            &mut derived,
+        );
+        let mut mac = Hmac::<Sha256>::new_from_slice(&derived).expect("HMAC takes any key length");
+        mac.update(b"fingerprint");
+        format!("v2:{}", hex::encode(&mac.finalize().into_bytes()[..8]))
+    }
+
+    /// The fingerprint stores written before version 2 kept: a plain hash of the salt, which let
+    /// a reader of the store test guesses quickly. Only to recognise (and replace) it.
+    pub(crate) fn fingerprint_v1(&self) -> String {
         let mut digest = Sha256::new();
         digest.update(b"s3tally salt fingerprint v1\0");
         digest.update(&self.key);
@@ -122,6 +144,25 @@ pub(crate) fn requester_id(index: &[u8]) -> String {
     let mut text = hex::encode(index);
     text.truncate(REQUESTER_ID_DIGITS);
     text
+}
+
+/// What a remote service said, as it may be shown: every secret given (a token, a key) and
+/// anything shaped like a credential (`Bearer ...`, `token=...`, `key=...`) replaced by `<secret>`,
+/// then every address masked and control characters escaped, then shortened to `max_chars`.
+pub(crate) fn redact(text: &str, secrets: &[&str], max_chars: usize) -> String {
+    static CREDENTIAL: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(
+            r"(?i)(bearer\s+|(?:token|key|password|secret|authorization)[\x22']?\s*[:=]\s*[\x22']?)[^\s\x22',&;}]+",
+        )
+        .expect("valid regex")
+    });
+    let mut text = text.to_owned();
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        text = text.replace(secret, "<secret>");
+    }
+    let text = CREDENTIAL.replace_all(&text, "${1}<secret>");
+    let masked = crate::output::escape_controls(&mask_ips(&text)).into_owned();
+    masked.chars().take(max_chars).collect()
 }
 
 /// Replaces every IPv4 or IPv6 address in `text` with `<ip>`.
@@ -168,6 +209,9 @@ mod tests {
         let b = Salt::from_key(vec![2; 32]);
         assert_ne!(a.fingerprint(), b.fingerprint());
         assert_eq!(a.fingerprint(), Salt::from_key(vec![1; 32]).fingerprint());
+        // computed independently with Python's hashlib.pbkdf2_hmac and hmac
+        assert_eq!(a.fingerprint(), "v2:e7c1381c35d92c5f");
+        assert_ne!(a.fingerprint_v1(), a.fingerprint());
     }
 
     #[test]
@@ -191,6 +235,25 @@ mod tests {
             Salt::load(dir.path()),
             Err(SaltError::BadKeyFile(_))
         ));
+    }
+
+    #[test]
+    fn secrets_and_credentials_are_redacted_before_shortening() {
+        let said = "Unauthorized: Authorization: Bearer s3cr3t-token-123 sent from 8.8.8.8, key=abcdef, retry";
+        let shown = redact(said, &["s3cr3t-token-123"], 200);
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("abcdef"),
+            "{shown}"
+        );
+        assert!(!shown.contains("8.8.8.8"), "{shown}");
+        assert!(shown.contains("key=<secret>"), "{shown}");
+        assert_eq!(
+            redact("use Bearer abc123xyz now", &[], 200),
+            "use Bearer <secret> now"
+        );
+        // a secret cut by the length limit would leave its start: redaction comes first
+        let long = format!("{}token abcdefgh", "x".repeat(195));
+        assert!(!redact(&long, &["abcdefgh"], 200).contains("abcd"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,7 @@ fn open_lock_file(cache: &Cache) -> Result<(File, PathBuf), LockError> {
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
         .open(&path)
         .map_err(io)?;
     Ok((file, path))
@@ -143,9 +145,9 @@ pub(crate) fn stop_writer(cache: &Cache, timeout: Duration) -> Result<StopOutcom
     }
     let pid = read_pid(&mut file);
     let request = cache.stop_request();
-    std::fs::write(
+    crate::output::write_private(
         &request,
-        format!("stop requested by PID {}\n", std::process::id()),
+        format!("stop requested by PID {}\n", std::process::id()).as_bytes(),
     )
     .map_err(|source| LockError::Io {
         path: request.clone(),

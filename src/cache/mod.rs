@@ -10,6 +10,8 @@
 //! <cache>/ranges/               downloaded range lists
 //! <cache>/summaries/            the default output directory
 //! ```
+//!
+//! The directory is private to its owner (0700) and the files s3tally keeps there are 0600.
 
 mod lock;
 
@@ -52,12 +54,30 @@ impl Cache {
         Self { dir: dir.into() }
     }
 
-    /// Creates the directory if needed (the only place that does).
+    /// Creates the directory if needed (the only place that does), private to its owner (0700:
+    /// it holds raw IPs while they wait for a lookup); an existing one is made private too.
     pub(crate) fn create(&self) -> Result<(), CreateError> {
-        std::fs::create_dir_all(&self.dir).map_err(|source| CreateError {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let error = |source| CreateError {
             path: self.dir.clone(),
             source,
-        })
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(error)?;
+        let private = std::fs::Permissions::from_mode(0o700);
+        if std::fs::metadata(&self.dir)
+            .map_err(error)?
+            .permissions()
+            .mode()
+            & 0o077
+            != 0
+        {
+            std::fs::set_permissions(&self.dir, private).map_err(error)?;
+        }
+        Ok(())
     }
 
     /// The directory itself.

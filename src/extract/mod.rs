@@ -215,7 +215,7 @@ fn extract(context: &Context<'_>, options: &ExtractOptions) -> anyhow::Result<Ex
         log_dirs: options.log_dirs.clone(),
         ..ExtractReport::default()
     };
-    store.check_salt(&options.salt.fingerprint())?;
+    store.check_salt(&options.salt.fingerprint(), &options.salt.fingerprint_v1())?;
     let plan = batch::plan(&options.log_dirs, store, &mut report)?;
     let batches = batch::batches(&plan.files, options.batch_bytes, options.batch_files);
     let mut progress = Progress::new("extract", plan.files.len() as u64, plan.bytes);
@@ -323,6 +323,8 @@ fn write_rejects_report(store: &Store, cache: &Cache) -> anyhow::Result<()> {
             reject.excerpt
         ));
     }
-    crate::output::write_if_changed(&path, &text)?;
+    if std::fs::read(&path).ok().as_deref() != Some(text.as_bytes()) {
+        crate::output::write_private(&path, text.as_bytes())?;
+    }
     Ok(())
 }

@@ -91,16 +91,16 @@ impl Ipinfo {
                 401 | 403 => Attempt::Fail(IpinfoError::Rejected(status)),
                 402 => Attempt::Fail(IpinfoError::Quota {
                     status,
-                    message: message(body),
+                    message: message(body, &self.token),
                 }),
                 429 if is_quota(body) => Attempt::Fail(IpinfoError::Quota {
                     status,
-                    message: message(body),
+                    message: message(body, &self.token),
                 }),
                 429 | 500..=599 => answer.retry(),
                 _ => Attempt::Fail(IpinfoError::GaveUp {
                     attempts: 1,
-                    last: format!("HTTP {status}: {}", message(body)),
+                    last: format!("HTTP {status}: {}", message(body, &self.token)),
                 }),
             }
         };
@@ -120,8 +120,8 @@ fn is_quota(body: &str) -> bool {
     body.contains("quota") || body.contains("exhausted") || body.contains("monthly")
 }
 
-/// The error message in an ipinfo error body, shortened.
-fn message(body: &str) -> String {
+/// The error message in an ipinfo error body, as it may be shown: no token, no address, short.
+fn message(body: &str, token: &str) -> String {
     let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
     let text = json
         .as_ref()
@@ -132,9 +132,9 @@ fn message(body: &str) -> String {
                 .or(j["error"].as_str())
         })
         .unwrap_or(body);
-    // what a remote service says is shown to the user: never with an address in it
-    let short: String = text.chars().take(200).collect();
-    crate::privacy::mask_ips(&short).into_owned()
+    // what a remote service says is shown to the user (CRON mail): never with the token (a
+    // server may echo the request's headers) nor an address in it
+    crate::privacy::redact(text, &[token], 200)
 }
 
 /// Labels from a batch answer, for the addresses asked.
@@ -193,7 +193,10 @@ mod tests {
     #[test]
     fn error_messages_never_show_an_address() {
         let body = r#"{"error": {"title": "Wrong ip", "message": "Please provide a valid IP address: 8.8.8.8"}}"#;
-        assert_eq!(message(body), "Please provide a valid IP address: <ip>");
+        assert_eq!(
+            message(body, "tok3n"),
+            "Please provide a valid IP address: <ip>"
+        );
     }
 
     #[test]

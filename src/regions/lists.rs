@@ -38,7 +38,7 @@ pub(super) async fn load_ranges(
     }
     match download(service, url, client).await {
         Ok((table, data)) => {
-            if let Err(error) = crate::output::write_atomically(&cached_path, &data) {
+            if let Err(error) = crate::output::write_private(&cached_path, &data) {
                 warnings.push(format!(
                     "cannot cache the {} range list in {}: {error}",
                     service.name(),
@@ -70,23 +70,22 @@ async fn download(
     url: &str,
     client: &reqwest::Client,
 ) -> Result<(RangeTable, Vec<u8>), String> {
-    let response = client.get(url).send().await.map_err(|e| {
-        format!(
-            "{url}: {}",
-            if e.is_timeout() {
-                "timed out".into()
-            } else {
-                e.to_string()
-            }
-        )
-    })?;
+    let shown = crate::http::display_url(url);
+    let url_text = &shown;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("{url_text}: {}", crate::http::describe(&e)))?;
     let status = response.status();
     if !status.is_success() {
-        return Err(format!("{url}: HTTP {}", status.as_u16()));
+        return Err(format!("{url_text}: HTTP {}", status.as_u16()));
     }
     let data = crate::http::read_body(response, crate::http::MAX_BODY_BYTES)
         .await
-        .map_err(|why| format!("{url}: {why}"))?;
-    let table = service.parse(&data).map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|why| format!("{url_text}: {why}"))?;
+    let table = service
+        .parse(&data)
+        .map_err(|e| format!("{url_text}: {e}"))?;
     Ok((table, data))
 }

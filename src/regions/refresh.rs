@@ -100,9 +100,11 @@ pub(super) async fn refresh(
     }
     if !log.is_empty() {
         use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(cache.refresh_log())?;
         file.write_all(log.as_bytes())?;
     }

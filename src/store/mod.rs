@@ -63,6 +63,14 @@ pub(crate) enum StoreError {
         /// The version found.
         found: i64,
     },
+    /// The store file cannot be made private.
+    #[error("cannot create {path} private to its owner: {source}")]
+    Private {
+        /// The database file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
     /// Nothing has been extracted into this cache yet.
     #[error("no store in {0} yet: run `s3tally extract LOG_DIR` first")]
     Missing(PathBuf),
@@ -80,6 +88,11 @@ impl Store {
     /// bringing an older one up to date) if needed.
     pub(crate) fn open(cache: &Cache) -> Result<Self, StoreError> {
         let path = cache.store_file();
+        // private to its owner (SQLite gives its -wal and -shm files the database's permissions)
+        make_private(&path).map_err(|source| StoreError::Private {
+            path: path.clone(),
+            source,
+        })?;
         let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite {
             path: path.clone(),
             source,
@@ -205,10 +218,12 @@ impl Store {
         Ok(Some(found))
     }
 
-    /// Records the salt's fingerprint on first use; refuses a different salt afterwards.
-    pub(crate) fn check_salt(&self, fingerprint: &str) -> Result<(), StoreError> {
+    /// Records the salt's fingerprint on first use; refuses a different salt afterwards. A
+    /// fingerprint of the old kind (`legacy`) is replaced by the new one when it matches.
+    pub(crate) fn check_salt(&self, fingerprint: &str, legacy: &str) -> Result<(), StoreError> {
         match self.meta("salt_fingerprint")? {
             Some(stored) if stored == fingerprint => Ok(()),
+            Some(stored) if stored == legacy => self.set_meta("salt_fingerprint", fingerprint),
             Some(stored) => Err(StoreError::SaltMismatch {
                 dir: self.dir.clone(),
                 stored,
@@ -237,6 +252,27 @@ impl Store {
     }
 }
 
+/// Creates the store file with mode 0600, or makes an existing one (and its -wal, -shm) 0600.
+fn make_private(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        if let Ok(meta) = std::fs::metadata(&name)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,9 +281,9 @@ mod tests {
     fn a_different_salt_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&Cache::at(dir.path())).unwrap();
-        store.check_salt("aaaa").unwrap();
-        store.check_salt("aaaa").unwrap();
-        let error = store.check_salt("bbbb").unwrap_err().to_string();
+        store.check_salt("v2:aaaa", "aaaa").unwrap();
+        store.check_salt("v2:aaaa", "aaaa").unwrap();
+        let error = store.check_salt("v2:bbbb", "bbbb").unwrap_err().to_string();
         assert!(error.contains("another salt"), "{error}");
     }
 
@@ -295,5 +331,25 @@ mod tests {
             .unwrap();
         let error = Store::open(&cache).err().unwrap().to_string();
         assert!(error.contains("schema version 99"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod salt_tests {
+    use super::*;
+
+    #[test]
+    fn an_old_fingerprint_of_the_same_salt_is_replaced_by_the_new_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Cache::at(dir.path())).unwrap();
+        store
+            .set_meta("salt_fingerprint", "0011223344556677")
+            .unwrap();
+        store.check_salt("v2:8899", "0011223344556677").unwrap();
+        assert_eq!(
+            store.meta("salt_fingerprint").unwrap().as_deref(),
+            Some("v2:8899")
+        );
+        assert!(store.check_salt("v2:0000", "0011223344556677").is_err());
     }
 }
