@@ -238,9 +238,14 @@ pub struct SummaryArgs {
     /// Other counts are rounded to the nearest multiple of this.
     #[arg(long, default_value_t = 20, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub round_to: u64,
-    /// Rewrite a by_region.tsv only when more than N resolved regions changed (0: always).
-    #[arg(long, default_value_t = 5, value_name = "N")]
-    pub region_threshold: usize,
+    /// Name a region in by_region.tsv only when at least K distinct requesters stand behind it,
+    /// and change a named row only when K new requesters stand behind it since it was last
+    /// written; the rest is pooled in one `other` row (1: every region, as it is).
+    #[arg(long, default_value_t = 5, value_name = "K", value_parser = clap::value_parser!(u16).range(1..))]
+    pub region_min_requesters: u16,
+    /// Replaced by --region-min-requesters (rows behind fewer than K requesters are pooled).
+    #[arg(long, hide = true, value_name = "N")]
+    pub region_threshold: Option<String>,
     /// Only these datasets (repeatable).
     #[arg(long, value_name = "DATASET")]
     pub pick: Vec<String>,
@@ -254,8 +259,13 @@ pub struct SummaryArgs {
 
 impl SummaryArgs {
     /// The summaries and totals stages' options, writing under the cache unless `--output`.
-    pub(super) fn options(&self, cache: &Cache) -> SummaryOptions {
-        SummaryOptions {
+    pub(super) fn options(&self, cache: &Cache) -> Result<SummaryOptions, UsageError> {
+        if self.region_threshold.is_some() {
+            return Err(UsageError(
+                "--region-threshold is replaced by --region-min-requesters K (default 5): a region row is named only when K requesters stand behind it, and by_region.tsv is always written".into(),
+            ));
+        }
+        Ok(SummaryOptions {
             output_dir: cache.summaries_dir(self.output.as_deref()),
             grouping: Grouping {
                 dataset_depth: usize::from(self.dataset_depth),
@@ -266,19 +276,20 @@ impl SummaryArgs {
             privacy: Privacy {
                 minimum: self.privacy_minimum,
                 round_to: self.round_to,
+                region_min_requesters: usize::from(self.region_min_requesters),
             },
-            region_threshold: self.region_threshold,
             full: self.full,
-        }
+        })
     }
 }
 
-/// Warns, once, that these summaries must not be published.
+/// Warns, once, when counts or regions are published with less protection than the defaults.
 pub(super) fn warn_if_exact(options: &SummaryOptions) {
-    if options.privacy.is_exact() {
+    let weaker = options.privacy.weaknesses();
+    if !weaker.is_empty() {
         eprintln!(
-            "warning: --privacy-minimum {} --round-to {} writes exact counts: for internal use, do not publish",
-            options.privacy.minimum, options.privacy.round_to
+            "warning: {} publish more exactly than the defaults: for internal use; `publish` refuses these summaries without --allow-exact",
+            weaker.join(", ")
         );
     }
 }

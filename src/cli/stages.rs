@@ -48,6 +48,9 @@ pub struct RunArgs {
     /// With --publish, push the commit to the configured remote.
     #[arg(long, requires = "publish")]
     pub push: bool,
+    /// With --publish, publish even summaries written with weaker than default privacy settings.
+    #[arg(long, requires = "publish")]
+    pub allow_exact: bool,
     /// When another s3tally holds the cache, wait for it instead of exiting 1.
     #[arg(long)]
     pub wait: bool,
@@ -155,6 +158,10 @@ pub struct PublishArgs {
     /// Push the commit to the configured remote.
     #[arg(long, conflicts_with = "no_commit")]
     pub push: bool,
+    /// Publish even summaries written with weaker than default privacy settings (exact counts,
+    /// small regions named): refused otherwise.
+    #[arg(long)]
+    pub allow_exact: bool,
 }
 
 /// The publish stage's options.
@@ -163,6 +170,7 @@ fn publish_options(
     summaries_dir: PathBuf,
     commit: bool,
     push: bool,
+    allow_exact: bool,
 ) -> PublishOptions {
     PublishOptions {
         repo,
@@ -170,6 +178,7 @@ fn publish_options(
         content_dir: "content".into(),
         commit,
         push,
+        allow_exact,
     }
 }
 
@@ -188,7 +197,7 @@ fn configure_threads(threads: Option<usize>) -> anyhow::Result<()> {
 pub(super) fn run(place: &Place, args: RunArgs) -> anyhow::Result<Outcome> {
     let cache = place.cache()?;
     let environment = Environment::from_env();
-    let summaries = args.summaries.options(&cache);
+    let summaries = args.summaries.options(&cache)?;
     warn_if_exact(&summaries);
     check_dirs("log directory", &args.log_dirs)?;
     let extract = args
@@ -202,9 +211,15 @@ pub(super) fn run(place: &Place, args: RunArgs) -> anyhow::Result<Outcome> {
             &args.network,
             &environment,
         ),
-        publish: args
-            .publish
-            .map(|repo| publish_options(repo, summaries.output_dir.clone(), true, args.push)),
+        publish: args.publish.map(|repo| {
+            publish_options(
+                repo,
+                summaries.output_dir.clone(),
+                true,
+                args.push,
+                args.allow_exact,
+            )
+        }),
         summaries,
     };
     configure_threads(args.extract.threads)?;
@@ -247,12 +262,12 @@ pub(super) fn update(place: &Place, command: UpdateCommand) -> anyhow::Result<Ou
             Writing::open_existing(cache)?.run_stage::<Coordinates>(&options)
         }
         UpdateCommand::Summaries(args) => {
-            let options = args.options(&cache);
+            let options = args.options(&cache)?;
             warn_if_exact(&options);
             Writing::open_existing(cache)?.run_stage::<Summaries>(&options)
         }
         UpdateCommand::Totals(args) => {
-            let options = args.options(&cache);
+            let options = args.options(&cache)?;
             warn_if_exact(&options);
             Writing::open_existing(cache)?.run_stage::<Totals>(&options)
         }
@@ -285,6 +300,7 @@ pub(super) fn publish(place: &Place, args: &PublishArgs) -> anyhow::Result<Outco
         cache.summaries_dir(args.output.as_deref()),
         !args.no_commit,
         args.push,
+        args.allow_exact,
     );
     let stop = StopFlag::default();
     let context = Context {

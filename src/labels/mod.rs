@@ -13,6 +13,7 @@
 //! | `VPN` | VPN | a VPN or datacenter range |
 //! | `CC` or `CC/<region>` | place | ISO 3166-1 alpha-2 country, optionally a region name |
 //! | `missing` | missing | not resolved yet (only in summaries, never stored) |
+//! | `other` | other | the pooled regions too few requesters stand behind (only in summaries) |
 
 pub(crate) mod places;
 
@@ -37,6 +38,8 @@ pub enum LabelKind {
     Place,
     /// `missing`: not resolved yet.
     Missing,
+    /// `other`: regions pooled because too few requesters stand behind each.
+    Other,
 }
 
 impl LabelKind {
@@ -52,6 +55,7 @@ impl LabelKind {
             LabelKind::Vpn => "VPN",
             LabelKind::Place => "place",
             LabelKind::Missing => "missing",
+            LabelKind::Other => "other",
         }
     }
 }
@@ -85,6 +89,11 @@ impl RegionLabel {
     /// `bogon`.
     pub fn bogon() -> Self {
         Self::fixed("bogon", LabelKind::Bogon)
+    }
+
+    /// `other`: the pooled regions of a `by_region.tsv`.
+    pub fn other() -> Self {
+        Self::fixed("other", LabelKind::Other)
     }
 
     /// `missing`: a requester not resolved yet.
@@ -132,6 +141,7 @@ impl RegionLabel {
             "GitHub" => LabelKind::GitHub,
             "VPN" => LabelKind::Vpn,
             "missing" => LabelKind::Missing,
+            "other" => LabelKind::Other,
             _ => match text.split_once('/') {
                 Some(("AWS", rest)) if !rest.is_empty() => LabelKind::Aws,
                 Some(("GCP", rest)) if !rest.is_empty() => LabelKind::Gcp,

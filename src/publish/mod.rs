@@ -22,7 +22,7 @@ use crate::output::write_if_changed;
 use crate::privacy::requester_id;
 use crate::stage::{self, Context, Outcome};
 use crate::store::Store;
-use crate::summaries::{ARCHIVE_TOTALS_FILE, TOTALS_FILE};
+use crate::summaries::{ARCHIVE_TOTALS_FILE, TOTALS_FILE, recorded_settings};
 use git::{commit_message, git};
 use lint::check_private;
 
@@ -39,6 +39,8 @@ pub(crate) struct PublishOptions {
     pub commit: bool,
     /// Push the commit to the configured remote.
     pub push: bool,
+    /// Publish summaries computed with weaker than default privacy settings.
+    pub allow_exact: bool,
 }
 
 /// What the publish stage did.
@@ -143,6 +145,40 @@ fn has_unpushed_commits(repo: &Path) -> bool {
     git(repo, &["rev-list", "--count", "@{upstream}..HEAD"]).map_or(true, |count| count != "0")
 }
 
+/// Refuses summaries written with weaker than default privacy (unless allowed), or whose settings
+/// are not recorded.
+fn check_settings(dir: &Path, allow_exact: bool) -> Result<(), PublishError> {
+    let refuse = |why: String| PublishError::NotPrivate {
+        dir: dir.to_path_buf(),
+        why,
+    };
+    let recorded = recorded_settings(dir)
+        .map_err(|error| refuse(error.to_string()))?
+        .unwrap_or_default();
+    let written = [
+        ("summaries", dir.join("archive").join("by_day.tsv")),
+        ("totals", dir.join(TOTALS_FILE)),
+    ];
+    for (stage, output) in written {
+        if !output.exists() {
+            continue;
+        }
+        let Some(privacy) = recorded.get(stage) else {
+            return Err(refuse(format!(
+                "no record of the privacy settings the {stage} were written with (written by an older s3tally?): run `s3tally update {stage} --full` first"
+            )));
+        };
+        let weaker = privacy.weaknesses();
+        if !weaker.is_empty() && !allow_exact {
+            return Err(refuse(format!(
+                "the {stage} were written with {}, weaker than the defaults; write them again with the defaults, or publish exact figures knowingly with --allow-exact",
+                weaker.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Every requester's opaque id (as `dump` shows it), to make sure none is published.
 fn requester_ids(store: &Store) -> anyhow::Result<HashSet<String>> {
     Ok(store
@@ -164,6 +200,14 @@ pub(crate) enum PublishError {
         line: usize,
         /// What was found (never the value itself).
         what: &'static str,
+    },
+    /// The summaries were computed with weaker privacy than the defaults, or it is not known how.
+    #[error("refusing to publish {dir}: {why}")]
+    NotPrivate {
+        /// The summaries directory.
+        dir: PathBuf,
+        /// What is weaker, and what to do.
+        why: String,
     },
     /// The target is not a git working tree.
     #[error("{0} is not a git working tree (git init it, or clone the publication repository)")]
@@ -232,6 +276,7 @@ fn publish(
         move |source| PublishError::Io { path, source }
     };
     // check everything before writing anything
+    check_settings(&options.summaries_dir, options.allow_exact)?;
     let mut contents = BTreeMap::new();
     for (target, source) in files_to_publish(&options.summaries_dir) {
         let content = std::fs::read_to_string(&source).map_err(io(&source))?;

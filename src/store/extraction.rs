@@ -200,7 +200,7 @@ impl Store {
         self.in_transaction(|tx| {
             tx.execute_batch(
                 "DELETE FROM bins; DELETE FROM objects; DELETE FROM files; DELETE FROM rejects;
-                 DELETE FROM dataset_tallies;
+                 DELETE FROM dataset_tallies; DELETE FROM published_regions;
                  DELETE FROM meta WHERE key IN ('batches', 'objects') OR key LIKE 'state:%';",
             )
         })?;

@@ -9,7 +9,9 @@ use rusqlite::Connection;
 /// - 1: the first.
 /// - 2: a log file is identified by its name (S3 makes it unique), no longer by its path
 ///   relative to the directory given; records of one log found under two paths merge.
-pub(crate) const VERSION: i64 = 2;
+/// - 3: the region rows last published (values and the requesters behind them), for the
+///   diff-safe region rule; saved figures are computed again to hold each region's requesters.
+pub(crate) const VERSION: i64 = 3;
 
 /// Settings of every connection that writes.
 pub(super) const WRITER_PRAGMAS: &str =
@@ -40,6 +42,8 @@ CREATE TABLE IF NOT EXISTS validated(path TEXT NOT NULL, check_name TEXT NOT NUL
     violations INTEGER NOT NULL, PRIMARY KEY(path, check_name)) WITHOUT ROWID;
 -- every geocoder answer, found or not, so that a label is asked once, ever
 CREATE TABLE IF NOT EXISTS coordinates(label TEXT PRIMARY KEY, latitude REAL, longitude REAL, asked_at INTEGER NOT NULL) WITHOUT ROWID;
+-- per dataset (and the archive, as an empty name): the region rows last published (JSON)
+CREATE TABLE IF NOT EXISTS published_regions(scope TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rejects(
     file TEXT NOT NULL, line INTEGER NOT NULL, reason TEXT NOT NULL, excerpt TEXT NOT NULL,
     PRIMARY KEY(file, line)) WITHOUT ROWID;
@@ -51,6 +55,12 @@ pub(crate) fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
     if from <= 1 {
         add_labelled_in(&tx)?;
         identify_logs_by_name(&tx)?;
+    }
+    if from <= 2 {
+        // saved figures lack the requesters behind each region: computed again next run
+        tx.execute_batch(
+            "DELETE FROM dataset_tallies; DELETE FROM meta WHERE key LIKE 'state:%';",
+        )?;
     }
     tx.execute(
         "INSERT INTO meta(key, value) VALUES ('schema_version', ?1)

@@ -56,4 +56,29 @@ impl Store {
             Ok(())
         })
     }
+
+    /// The region rows last published, by scope (a dataset, or `""` for the archive), as JSON.
+    pub(crate) fn published_regions(
+        &self,
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        self.collect("SELECT scope, data FROM published_regions", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+    }
+
+    /// Replaces the region rows last published of the scopes given, in one transaction.
+    pub(crate) fn save_published_regions(
+        &self,
+        rows: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        self.in_transaction(|tx| {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO published_regions(scope, data) VALUES (?1, ?2)",
+            )?;
+            for (scope, data) in rows {
+                insert.execute([scope, data])?;
+            }
+            Ok(())
+        })
+    }
 }

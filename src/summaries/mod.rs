@@ -14,6 +14,7 @@ pub(crate) mod tables;
 pub(crate) mod tally;
 pub(crate) mod totals;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::output::write_if_changed;
@@ -28,6 +29,42 @@ pub(crate) const ARCHIVE: &str = "archive";
 pub(crate) const TOTALS_FILE: &str = "totals.json";
 /// The archive totals file.
 pub(crate) const ARCHIVE_TOTALS_FILE: &str = "archive_totals.json";
+/// Beside the outputs (never published): the privacy settings each stage wrote them with.
+pub(crate) const SETTINGS_FILE: &str = ".s3tally-privacy.json";
+
+/// The privacy settings each stage (`summaries`, `totals`) last wrote its files with.
+pub(crate) type RecordedSettings = BTreeMap<String, disclosure::Privacy>;
+
+/// Reads the settings recorded beside the outputs in `dir` (`None` when there are none).
+pub(crate) fn recorded_settings(dir: &std::path::Path) -> anyhow::Result<Option<RecordedSettings>> {
+    let path = dir.join(SETTINGS_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(serde_json::from_str(&text).map_err(|error| {
+            anyhow::anyhow!(
+                "{}: not a record of privacy settings: {error}",
+                path.display()
+            )
+        })?)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(anyhow::anyhow!("{}: {error}", path.display())),
+    }
+}
+
+/// Records that `stage` wrote its files with `privacy`.
+fn record_settings(
+    dir: &std::path::Path,
+    stage: &str,
+    privacy: disclosure::Privacy,
+) -> anyhow::Result<()> {
+    let mut recorded = recorded_settings(dir)?.unwrap_or_default();
+    if recorded.get(stage) == Some(&privacy) {
+        return Ok(());
+    }
+    recorded.insert(stage.to_owned(), privacy);
+    let text = serde_json::to_string_pretty(&recorded)? + "\n";
+    write_if_changed(&dir.join(SETTINGS_FILE), &text)?;
+    Ok(())
+}
 
 /// What the summaries and totals stages need.
 #[derive(Debug, Clone)]
@@ -38,9 +75,6 @@ pub(crate) struct SummaryOptions {
     pub grouping: Grouping,
     /// How counts are published.
     pub privacy: Privacy,
-    /// A `by_region.tsv` is rewritten only when more than this many resolved regions change
-    /// (0: always rewritten).
-    pub region_threshold: usize,
     /// Compute again even when nothing was extracted or labelled since the last run.
     pub full: bool,
 }
@@ -73,8 +107,10 @@ pub(crate) struct SummaryReport {
     pub written: Vec<PathBuf>,
     /// Files whose content did not change.
     pub unchanged: u64,
-    /// `by_region.tsv` files held back by the region threshold: path and regions changed.
-    pub held_back: Vec<(PathBuf, usize)>,
+    /// Region rows pooled in `other` (fewer than K requesters), over every `by_region.tsv`.
+    pub pooled: usize,
+    /// Named region rows kept at their last published values (fewer than K new requesters).
+    pub held: usize,
     /// Keys computed now whose dataset name cannot be a directory: how many, the first few.
     pub undetermined_keys: (u64, Vec<String>),
     /// Datasets whose files could not be written, and why (the others were written).
@@ -103,7 +139,6 @@ impl stage::Report for SummaryReport {
     }
 
     fn summary(&self) -> Vec<String> {
-        const LISTED: usize = 5;
         let stage = self.stage;
         if self.nothing_new {
             return vec![format!(
@@ -117,16 +152,10 @@ impl stage::Report for SummaryReport {
             self.written.len(),
             self.unchanged
         )];
-        for (path, changed) in self.held_back.iter().take(LISTED) {
+        if stage == Summaries::NAME && self.pooled + self.held > 0 {
             lines.push(format!(
-                "{stage}: {} not updated: only {changed} resolved regions changed (see --region-threshold)",
-                path.display()
-            ));
-        }
-        if self.held_back.len() > LISTED {
-            lines.push(format!(
-                "{stage}: {} more by_region.tsv files not updated for the same reason",
-                self.held_back.len() - LISTED
+                "{stage}: region rows: {} pooled in `other` (fewer than K requesters behind each), {} kept at their last published values (fewer than K new requesters)",
+                self.pooled, self.held
             ));
         }
         let (count, first) = &self.undetermined_keys;
@@ -158,9 +187,9 @@ impl stage::Report for SummaryReport {
     }
 
     fn pending(&self) -> String {
-        match self.held_back.len() {
+        match self.held {
             0 => String::new(),
-            held => format!("{held} by_region.tsv held back"),
+            held => format!("{held} region rows held"),
         }
     }
 }
@@ -192,7 +221,61 @@ impl stage::Stage for Totals {
 }
 
 /// Writes one stage's files from the current figures.
-type Writer = fn(&tally::Tallies, &SummaryOptions, &mut SummaryReport) -> anyhow::Result<()>;
+type Writer = fn(&Publication<'_>, &SummaryOptions, &mut SummaryReport) -> anyhow::Result<()>;
+
+/// What a stage writes from: the exact figures, and the region rows that may be shown.
+pub(crate) struct Publication<'a> {
+    /// Every dataset's figures and the archive's.
+    pub tallies: &'a tally::Tallies,
+    /// The region rows of each dataset.
+    pub regions: &'a BTreeMap<String, disclosure::Disclosed>,
+    /// The region rows of the archive.
+    pub archive_regions: &'a disclosure::Disclosed,
+}
+
+/// The scope of the archive's region rows in the store.
+const ARCHIVE_SCOPE: &str = "";
+
+/// The region rows each `by_region.tsv` may show now, from the rows last published (kept in the
+/// store, and updated there).
+fn disclose(
+    store: &Store,
+    tallies: &tally::Tallies,
+    k: usize,
+) -> anyhow::Result<(
+    BTreeMap<String, disclosure::Disclosed>,
+    disclosure::Disclosed,
+)> {
+    let saved = store.published_regions()?;
+    let previous = |scope: &str| -> anyhow::Result<disclosure::PublishedRegions> {
+        Ok(match saved.get(scope) {
+            Some(json) => serde_json::from_str(json)?,
+            None => disclosure::PublishedRegions::new(),
+        })
+    };
+    let mut changed = Vec::new();
+    let mut remember = |scope: &str,
+                        before: &disclosure::PublishedRegions,
+                        now: &disclosure::Disclosed|
+     -> anyhow::Result<()> {
+        if k > 1 && *before != now.published {
+            changed.push((scope.to_owned(), serde_json::to_string(&now.published)?));
+        }
+        Ok(())
+    };
+    let mut regions = BTreeMap::new();
+    for (name, tally) in &tallies.datasets {
+        let before = previous(name)?;
+        let now = disclosure::disclose_regions(tally, &before, k);
+        remember(name, &before, &now)?;
+        regions.insert(name.clone(), now);
+    }
+    let before = previous(ARCHIVE_SCOPE)?;
+    let archive = disclosure::disclose_regions(&tallies.archive, &before, k);
+    remember(ARCHIVE_SCOPE, &before, &archive)?;
+    store.save_published_regions(&changed)?;
+    Ok((regions, archive))
+}
 
 /// Runs the summaries or the totals stage: nothing when nothing was extracted or labelled since
 /// the last run with the same options (unless `full`), else the figures of the datasets that
@@ -208,6 +291,7 @@ fn update(
         && options.output_dir.is_dir()
         && store.stage_state(stage)?.as_deref() == Some(state.as_str())
     {
+        record_settings(&options.output_dir, stage, options.privacy)?;
         return Ok(SummaryReport {
             stage,
             nothing_new: true,
@@ -222,7 +306,17 @@ fn update(
         undetermined_keys: tallies.undetermined_keys.clone(),
         ..SummaryReport::default()
     };
-    write(&tallies, options, &mut report)?;
+    let (regions, archive_regions) =
+        disclose(store, &tallies, options.privacy.region_min_requesters)?;
+    report.pooled = regions.values().map(|d| d.pooled).sum::<usize>() + archive_regions.pooled;
+    report.held = regions.values().map(|d| d.held).sum::<usize>() + archive_regions.held;
+    let publication = Publication {
+        tallies: &tallies,
+        regions: &regions,
+        archive_regions: &archive_regions,
+    };
+    write(&publication, options, &mut report)?;
+    record_settings(&options.output_dir, stage, options.privacy)?;
     // only a complete write is remembered: after a failure the next run writes again
     if report.failed.is_empty() {
         store.set_stage_state(stage, &state)?;

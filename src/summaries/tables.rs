@@ -2,11 +2,11 @@
 //! `requester_count.tsv`, and the archive's (without `by_asset.tsv`).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::disclosure::{Privacy, resolved_regions_changed};
-use super::tally::{Figures, Tallies, Tally};
-use super::{ARCHIVE, SummaryOptions, SummaryReport};
+use super::disclosure::{Disclosed, Privacy};
+use super::tally::{Figures, Tally};
+use super::{ARCHIVE, Publication, SummaryOptions, SummaryReport};
 use crate::labels::RegionLabel;
 
 /// The header and rows of one summary table.
@@ -39,47 +39,34 @@ fn date(day: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Writes a `by_region.tsv` unless too few resolved regions changed since the file there.
-fn write_by_region(
-    report: &mut SummaryReport,
-    path: PathBuf,
-    content: &str,
-    threshold: usize,
-) -> std::io::Result<()> {
-    if threshold > 0 {
-        let old = std::fs::read_to_string(&path).unwrap_or_default();
-        if old != content {
-            let changed = resolved_regions_changed(&old, content);
-            if changed <= threshold {
-                report.held_back.push((path, changed));
-                return Ok(());
-            }
-        }
-    }
-    report.write(path, content)
-}
-
 /// Writes the summaries of every dataset and of the archive.
 #[allow(
     clippy::unnecessary_wraps,
     reason = "one signature for the writers of both stages; a dataset's failure is reported, not returned"
 )]
 pub(crate) fn write_summaries(
-    tallies: &Tallies,
+    publication: &Publication<'_>,
     options: &SummaryOptions,
     report: &mut SummaryReport,
 ) -> anyhow::Result<()> {
+    let tallies = publication.tallies;
     // one dataset that cannot be written (a full disk, a name the file system refuses) does not
     // stop the others
     for (name, tally) in &tallies.datasets {
-        if let Err(error) =
-            write_tables(report, &options.output_dir.join(name), tally, true, options)
-        {
+        let figures = (tally, &publication.regions[name]);
+        if let Err(error) = write_tables(
+            report,
+            &options.output_dir.join(name),
+            figures,
+            true,
+            options,
+        ) {
             report.failed.push((name.clone(), error.to_string()));
         }
     }
     let archive = options.output_dir.join(ARCHIVE);
-    if let Err(error) = write_tables(report, &archive, &tallies.archive, false, options) {
+    let archive_figures = (&tallies.archive, publication.archive_regions);
+    if let Err(error) = write_tables(report, &archive, archive_figures, false, options) {
         report.failed.push((ARCHIVE.to_owned(), error.to_string()));
     }
     Ok(())
@@ -89,7 +76,7 @@ pub(crate) fn write_summaries(
 fn write_tables(
     report: &mut SummaryReport,
     base: &Path,
-    tally: &Tally,
+    (tally, regions): (&Tally, &Disclosed),
     with_assets: bool,
     options: &SummaryOptions,
 ) -> std::io::Result<()> {
@@ -102,13 +89,8 @@ fn write_tables(
         let by_asset = table("asset_path", &tally.by_asset, privacy, String::clone);
         report.write(base.join("by_asset.tsv"), &by_asset)?;
     }
-    let by_region = table("region", &tally.by_region, privacy, RegionLabel::to_string);
-    write_by_region(
-        report,
-        base.join("by_region.tsv"),
-        &by_region,
-        options.region_threshold,
-    )?;
+    let by_region = table("region", &regions.rows, privacy, RegionLabel::to_string);
+    report.write(base.join("by_region.tsv"), &by_region)?;
     let requesters = privacy.count(tally.requesters.len() as u64);
     report.write(base.join("requester_count.tsv"), &format!("{requesters}\n"))
 }

@@ -82,6 +82,9 @@ pub(crate) struct Tally {
     /// The requesters labelled GitHub (not counted; kept to notice when one is relabelled).
     #[serde(default)]
     pub github_requesters: HashSet<RequesterId>,
+    /// The distinct requesters behind each region (GitHub's too), for the region disclosure rule.
+    #[serde(default)]
+    pub region_requesters: BTreeMap<RegionLabel, HashSet<RequesterId>>,
     /// Everything.
     pub total: Figures,
 }
@@ -98,6 +101,12 @@ impl Tally {
                 .add(figures)?;
         }
         self.requesters.extend(&other.requesters);
+        for (region, requesters) in &other.region_requesters {
+            self.region_requesters
+                .entry(region.clone())
+                .or_default()
+                .extend(requesters);
+        }
         self.total.add(&other.total)
     }
 }
@@ -156,6 +165,7 @@ pub(crate) fn tally(
     let mut by_region: FxHashMap<(u32, u32), Figures> = FxHashMap::default();
     let mut requesters: FxHashMap<u32, HashSet<RequesterId>> = FxHashMap::default();
     let mut github_requesters: FxHashMap<u32, HashSet<RequesterId>> = FxHashMap::default();
+    let mut region_requesters: FxHashMap<(u32, u32), HashSet<RequesterId>> = FxHashMap::default();
     // streaming request times by (asset, requester), for views
     let mut streams: FxHashMap<(u32, u64), Vec<i64>> = FxHashMap::default();
 
@@ -221,6 +231,10 @@ pub(crate) fn tally(
                 .or_default()
                 .request(request)
                 .map_err(overflow)?;
+            region_requesters
+                .entry((dataset, region))
+                .or_default()
+                .insert(RequesterId(request.requester));
             if Some(region) == github {
                 github_requesters
                     .entry(dataset)
@@ -298,6 +312,14 @@ pub(crate) fn tally(
             .entry(datasets[dataset as usize].clone())
             .or_default()
             .requesters = set;
+    }
+    for ((dataset, region), set) in region_requesters {
+        tallies
+            .datasets
+            .entry(datasets[dataset as usize].clone())
+            .or_default()
+            .region_requesters
+            .insert(regions[region as usize].clone(), set);
     }
     for (dataset, set) in github_requesters {
         tallies

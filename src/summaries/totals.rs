@@ -3,23 +3,28 @@
 
 use std::collections::BTreeSet;
 
-use super::disclosure::Privacy;
-use super::tally::{Tallies, Tally};
-use super::{ARCHIVE_TOTALS_FILE, SummaryOptions, SummaryReport, TOTALS_FILE};
+use super::disclosure::{Disclosed, Privacy};
+use super::tally::Tally;
+use super::{ARCHIVE_TOTALS_FILE, Publication, SummaryOptions, SummaryReport, TOTALS_FILE};
 use crate::labels::places::Places;
 
 /// The totals of one dataset or of the archive, with their published keys.
-fn totals(tally: &Tally, privacy: &Privacy, places: &Places) -> serde_json::Value {
-    let countries: BTreeSet<&str> = tally
-        .by_region
-        .keys()
+/// The regions and countries counted are those named in the published `by_region.tsv`.
+fn totals(
+    tally: &Tally,
+    regions: &Disclosed,
+    privacy: &Privacy,
+    places: &Places,
+) -> serde_json::Value {
+    let countries: BTreeSet<&str> = regions
+        .named()
         .filter_map(|label| places.country(label))
         .collect();
     let mut map = serde_json::Map::new();
     map.insert("total_bytes_sent".into(), tally.total.bytes_sent.into());
     map.insert(
         "number_of_unique_regions".into(),
-        tally.by_region.len().into(),
+        regions.named().count().into(),
     );
     map.insert("number_of_unique_countries".into(), countries.len().into());
     map.insert(
@@ -43,15 +48,22 @@ fn totals(tally: &Tally, privacy: &Privacy, places: &Places) -> serde_json::Valu
 
 /// Writes `totals.json` (by dataset) and `archive_totals.json`: keys sorted, two-space indent.
 pub(crate) fn write_totals(
-    tallies: &Tallies,
+    publication: &Publication<'_>,
     options: &SummaryOptions,
     report: &mut SummaryReport,
 ) -> anyhow::Result<()> {
+    let tallies = publication.tallies;
     let places = Places::builtin();
     let by_dataset: serde_json::Map<String, serde_json::Value> = tallies
         .datasets
         .iter()
-        .map(|(name, tally)| (name.clone(), totals(tally, &options.privacy, &places)))
+        .map(|(name, tally)| {
+            let regions = &publication.regions[name];
+            (
+                name.clone(),
+                totals(tally, regions, &options.privacy, &places),
+            )
+        })
         .collect();
     let json =
         |value: &serde_json::Value| serde_json::to_string_pretty(value).map(|text| text + "\n");
@@ -61,7 +73,12 @@ pub(crate) fn write_totals(
     )?;
     report.write(
         options.output_dir.join(ARCHIVE_TOTALS_FILE),
-        &json(&totals(&tallies.archive, &options.privacy, &places))?,
+        &json(&totals(
+            &tallies.archive,
+            publication.archive_regions,
+            &options.privacy,
+            &places,
+        ))?,
     )?;
     Ok(())
 }

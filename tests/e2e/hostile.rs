@@ -95,8 +95,8 @@ fn nothing_is_written_outside_the_output_whatever_the_key_and_depth() {
             out.to_str().unwrap(),
             "--dataset-depth",
             depth,
-            "--region-threshold",
-            "0",
+            "--region-min-requesters",
+            "1",
         ]);
         assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
         let text = stderr(&output);
@@ -177,8 +177,8 @@ fn every_published_row_and_dump_row_keeps_its_shape() {
         logs.to_str().unwrap(),
         "--ranges-dir",
         fixture("ranges").to_str().unwrap(),
-        "--region-threshold",
-        "0",
+        "--region-min-requesters",
+        "1",
     ]);
     command
         .env("IPINFO_API_KEY", "token")

@@ -10,8 +10,8 @@ const EXACT: [&str; 6] = [
     "0",
     "--round-to",
     "1",
-    "--region-threshold",
-    "0",
+    "--region-min-requesters",
+    "1",
 ];
 
 /// fixtures/summaries/logs extracted and labelled from fixtures/ranges (no ipinfo key).
@@ -57,9 +57,19 @@ fn figures_match_the_files_written_by_hand() {
     let mut args = EXACT.to_vec();
     args.extend(["--collapse-prefix", "zarr/"]);
     let stderr = update(&env, "summaries", &args);
-    assert!(stderr.contains("writes exact counts"), "{stderr}");
+    assert!(
+        stderr.contains("publish more exactly than the defaults"),
+        "{stderr}"
+    );
     update(&env, "totals", &args);
-    let ours = tree(&out(&env));
+    let mut ours = tree(&out(&env));
+    // the settings recorded beside the outputs (never published)
+    let settings: serde_json::Value =
+        serde_json::from_slice(&ours.remove(".s3tally-privacy.json").unwrap()).unwrap();
+    assert_eq!(
+        settings["summaries"],
+        serde_json::json!({"minimum": 0, "round_to": 1, "region_min_requesters": 1})
+    );
     let expected = tree(&fixture("summaries/expected"));
     assert_eq!(
         ours.keys().collect::<Vec<_>>(),
@@ -111,7 +121,7 @@ fn dataset_depth_two() {
 fn the_python_tool_examples_match_column_for_column() {
     let env = Env::new();
     env.extract(&[&fixture("s3-log-extraction-examples/logs")], 0);
-    summaries_and_totals(&env, &["--region-threshold", "0"]);
+    summaries_and_totals(&env, &["--region-min-requesters", "1"]);
     let expected_dir = fixture("s3-log-extraction-examples/expected/summaries");
     for (path, theirs) in tree(&expected_dir) {
         let theirs = String::from_utf8(theirs).unwrap();
@@ -190,59 +200,56 @@ fn counts_are_hidden_below_the_minimum_and_rounded_above() {
     assert_eq!(archive["total_number_of_views"], serde_json::json!("<50"));
 }
 
+/// The byte column of a summary table, summed.
+fn bytes_of(table: &str) -> u64 {
+    table
+        .lines()
+        .skip(1)
+        .map(|row| row.split('\t').nth(1).unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
 #[test]
-fn by_region_waits_until_enough_resolved_regions_change() {
+fn by_region_always_exists_and_adds_up_to_the_dataset() {
     let env = labelled(&[&fixture("summaries/logs")]);
-    // default threshold 5: ds1 has two resolved regions, zarr two: no by_region.tsv yet
-    let stderr = update(&env, "summaries", &[]);
-    assert!(!out(&env).join("ds1/by_region.tsv").exists(), "{stderr}");
-    assert!(
-        stderr.contains("only 2 resolved regions changed"),
-        "{stderr}"
-    );
-    assert!(out(&env).join("ds1/by_day.tsv").exists());
-    // threshold 1: a first write counts every resolved region as changed (2 > 1)
-    update(&env, "summaries", &["--region-threshold", "1"]);
-    let first = read(out(&env).join("ds1/by_region.tsv"));
-    assert!(first.contains("AWS/us-east-1"));
-    // one more resolved region (AWS/us-west-2) in ds1: 1 change, held back
-    let more = env.dir.path().join("more");
-    write_log(
-        &more,
-        "2024-03-04-00-00-00-7777777777777777",
-        "ds1/a.nwb",
-        &["2600:1f18::5"],
-    );
-    env.extract(&[&more], 0);
-    env.run(&[
-        "update",
-        "regions",
-        "--ranges-dir",
-        fixture("ranges").to_str().unwrap(),
-    ]);
-    update(&env, "summaries", &["--region-threshold", "1"]);
-    assert_eq!(read(out(&env).join("ds1/by_region.tsv")), first);
-    assert!(read(out(&env).join("ds1/by_day.tsv")).contains("2024-07-02"));
-    // two more (GCP/asia-east1 new, AWS/us-east-1 changed): 3 changes since the file, written
-    write_log(
-        &more,
-        "2024-03-05-00-00-00-8888888888888888",
-        "ds1/a.nwb",
-        &["34.80.0.1", "52.1.1.1"],
-    );
-    env.extract(&[&more], 0);
-    update(&env, "summaries", &["--region-threshold", "1"]);
-    let now = read(out(&env).join("ds1/by_region.tsv"));
-    assert!(
-        now.contains("AWS/us-west-2") && now.contains("GCP/asia-east1"),
-        "{now}"
-    );
+    // K larger than any region's requesters: every row is pooled in `other`
+    summaries_and_totals(&env, &["--region-min-requesters", "1000"]);
+    let totals: serde_json::Value =
+        serde_json::from_str(&read(out(&env).join("totals.json"))).unwrap();
+    let datasets = totals.as_object().unwrap();
+    assert_eq!(datasets.len(), 3);
+    for (name, figures) in datasets {
+        let by_region = read(out(&env).join(name).join("by_region.tsv"));
+        let rows: Vec<&str> = by_region.lines().skip(1).collect();
+        assert_eq!(rows.len(), 1, "{name}: {by_region}");
+        assert!(rows[0].starts_with("other\t"), "{name}: {by_region}");
+        assert_eq!(
+            bytes_of(&by_region),
+            figures["total_bytes_sent"].as_u64().unwrap()
+        );
+        // no region is counted as published
+        assert_eq!(figures["number_of_unique_regions"], serde_json::json!(0));
+        assert_eq!(figures["number_of_unique_countries"], serde_json::json!(0));
+    }
+    // with the default K (5) the file exists too, and still adds up
+    summaries_and_totals(&env, &[]);
+    for (name, figures) in datasets {
+        let by_region = read(out(&env).join(name).join("by_region.tsv"));
+        assert_eq!(
+            bytes_of(&by_region),
+            figures["total_bytes_sent"].as_u64().unwrap()
+        );
+    }
+    // the retired option says what replaced it
+    let output = env.run(&["update", "summaries", "--region-threshold", "0"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--region-min-requesters"));
 }
 
 #[test]
 fn a_second_run_rewrites_nothing() {
     let env = labelled(&[&fixture("summaries/logs")]);
-    summaries_and_totals(&env, &["--region-threshold", "0"]);
+    summaries_and_totals(&env, &["--region-min-requesters", "1"]);
     let before: Vec<_> = walkdir::WalkDir::new(out(&env))
         .into_iter()
         .filter_map(Result::ok)
@@ -256,13 +263,13 @@ fn a_second_run_rewrites_nothing() {
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(20));
     for stage in ["summaries", "totals"] {
-        let stderr = update(&env, stage, &["--region-threshold", "0"]);
+        let stderr = update(&env, stage, &["--region-min-requesters", "1"]);
         assert!(
             stderr.contains("nothing new since the last run"),
             "{stderr}"
         );
         // recomputed in full: the same content, so nothing is rewritten either
-        let stderr = update(&env, stage, &["--region-threshold", "0", "--full"]);
+        let stderr = update(&env, stage, &["--region-min-requesters", "1", "--full"]);
         assert!(stderr.contains(" 0 files written"), "{stderr}");
     }
     for (path, modified) in before {
@@ -278,7 +285,7 @@ fn a_second_run_rewrites_nothing() {
 #[test]
 fn updating_after_more_logs_equals_a_full_run() {
     let env = labelled(&[&fixture("summaries/logs")]);
-    summaries_and_totals(&env, &["--region-threshold", "0"]);
+    summaries_and_totals(&env, &["--region-min-requesters", "1"]);
     env.extract(&[&fixture("nasty/logs")], 0);
     env.run(&[
         "update",
@@ -286,10 +293,10 @@ fn updating_after_more_logs_equals_a_full_run() {
         "--ranges-dir",
         fixture("ranges").to_str().unwrap(),
     ]);
-    summaries_and_totals(&env, &["--region-threshold", "0"]);
+    summaries_and_totals(&env, &["--region-min-requesters", "1"]);
 
     let fresh = labelled(&[&fixture("summaries/logs"), &fixture("nasty/logs")]);
-    summaries_and_totals(&fresh, &["--region-threshold", "0", "--full"]);
+    summaries_and_totals(&fresh, &["--region-min-requesters", "1", "--full"]);
     assert_eq!(tree(&out(&env)), tree(&out(&fresh)));
 }
 
@@ -307,8 +314,8 @@ fn outputs_hold_no_ip_and_no_requester_index() {
             "0",
             "--round-to",
             "1",
-            "--region-threshold",
-            "0",
+            "--region-min-requesters",
+            "1",
         ],
     );
     let dump = String::from_utf8(env.run(&["dump"]).stdout).unwrap();
@@ -359,7 +366,7 @@ fn outputs_hold_no_ip_and_no_requester_index() {
 #[test]
 fn show_prints_the_tables() {
     let env = labelled(&[&fixture("summaries/logs")]);
-    update(&env, "summaries", &["--region-threshold", "0"]);
+    update(&env, "summaries", &["--region-min-requesters", "1"]);
     let output = env.run(&["show", "ds1"]);
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(
@@ -374,7 +381,7 @@ fn show_prints_the_tables() {
 #[test]
 fn only_datasets_with_new_requests_are_computed_again() {
     let env = labelled(&[&fixture("summaries/logs")]);
-    let stderr = update(&env, "summaries", &["--region-threshold", "0"]);
+    let stderr = update(&env, "summaries", &["--region-min-requesters", "1"]);
     assert!(stderr.contains("3 datasets (3 computed again)"), "{stderr}");
     // a new request to the zarr dataset only, by a requester already labelled
     let more = env.dir.path().join("more");
@@ -385,14 +392,14 @@ fn only_datasets_with_new_requests_are_computed_again() {
         &["34.80.0.1"],
     );
     env.extract(&[&more], 0);
-    let stderr = update(&env, "summaries", &["--region-threshold", "0"]);
+    let stderr = update(&env, "summaries", &["--region-min-requesters", "1"]);
     assert!(stderr.contains("3 datasets (1 computed again)"), "{stderr}");
     // the totals reuse what the summaries computed
-    let stderr = update(&env, "totals", &["--region-threshold", "0"]);
+    let stderr = update(&env, "totals", &["--region-min-requesters", "1"]);
     assert!(stderr.contains("(0 computed again)"), "{stderr}");
 
     let fresh = labelled(&[&fixture("summaries/logs"), &more]);
-    summaries_and_totals(&fresh, &["--region-threshold", "0"]);
+    summaries_and_totals(&fresh, &["--region-min-requesters", "1"]);
     assert_eq!(tree(&out(&env)), tree(&out(&fresh)));
 }
 
@@ -402,7 +409,7 @@ fn only_datasets_with_newly_labelled_requesters_are_computed_again() {
     // ds (fixtures/regions) has requesters only ipinfo can place; ds1 and ds2 (fixtures/nasty)
     // only bogons
     let env = labelled(&[&fixture("regions/logs"), &fixture("nasty/logs")]);
-    let stderr = update(&env, "summaries", &["--region-threshold", "0"]);
+    let stderr = update(&env, "summaries", &["--region-min-requesters", "1"]);
     assert!(stderr.contains("3 datasets (3 computed again)"), "{stderr}");
     let ipinfo = MockServer::start(|request, _| {
         let ips: Vec<String> = serde_json::from_slice(&request.body).unwrap();
@@ -434,13 +441,13 @@ fn only_datasets_with_newly_labelled_requesters_are_computed_again() {
         assert!(output.status.success());
     };
     label_with_ipinfo(&env);
-    let stderr = update(&env, "summaries", &["--region-threshold", "0"]);
+    let stderr = update(&env, "summaries", &["--region-min-requesters", "1"]);
     assert!(stderr.contains("3 datasets (1 computed again)"), "{stderr}");
     assert!(read(out(&env).join("ds/by_region.tsv")).contains("US/California"));
 
     let fresh = Env::new();
     fresh.extract(&[&fixture("regions/logs"), &fixture("nasty/logs")], 0);
     label_with_ipinfo(&fresh);
-    update(&fresh, "summaries", &["--region-threshold", "0"]);
+    update(&fresh, "summaries", &["--region-min-requesters", "1"]);
     assert_eq!(tree(&out(&env)), tree(&out(&fresh)));
 }
