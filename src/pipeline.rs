@@ -1,4 +1,4 @@
-//! `s3tally run`: every stage in order (extract, regions, coordinates, summaries, totals, and
+//! `s3tally run`: every stage in order (extract, regions, summaries, totals, coordinates, and
 //! publish when asked), each through the one [`Stage`] contract, with one timestamped line per
 //! stage and a final table.
 //!
@@ -163,11 +163,12 @@ impl RunReport {
 /// Runs every stage (the caller holds the writer lock).
 pub(crate) fn run(context: &Context<'_>, options: &RunOptions) -> anyhow::Result<RunReport> {
     let mut report = RunReport::default();
+    // coordinates after the summaries: only the regions they publish are placed
     let go_on = report.step::<Extract>(context, &options.extract)?
         && report.step::<Regions>(context, &options.regions)?
-        && report.step::<Coordinates>(context, &options.coordinates)?
         && report.step::<Summaries>(context, &options.summaries)?
-        && report.step::<Totals>(context, &options.summaries)?;
+        && report.step::<Totals>(context, &options.summaries)?
+        && report.step::<Coordinates>(context, &options.coordinates)?;
     if go_on && let Some(publish) = &options.publish {
         if report.outcome() == Outcome::Failed {
             eprintln!(

@@ -25,7 +25,7 @@ use crate::store::Store;
 
 /// Turn raw AWS S3 server access logs into anonymized, publishable usage statistics.
 ///
-/// `s3tally run LOG_DIR...` runs every stage (extract, regions, coordinates, summaries, totals);
+/// `s3tally run LOG_DIR...` runs every stage (extract, regions, summaries, totals, coordinates);
 /// each stage is also a command of its own. Exit codes: 0 done, 1 failed (the rest was done; run
 /// again), 2 bad usage, 3 stopped early (run again to resume).
 #[derive(Debug, Parser)]
@@ -44,7 +44,7 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run every stage in order: extract, regions, coordinates, summaries, totals [, publish].
+    /// Run every stage in order: extract, regions, summaries, totals, coordinates [, publish].
     ///
     /// The CRON entry point. Each stage is incremental; a stage that cannot finish (stopped,
     /// quota, missing key) is reported and the later stages still run on what is there, except a

@@ -150,13 +150,11 @@ impl stage::Report for CoordinatesReport {
     }
 }
 
-/// Every region label to place: those of the store (with `missing` while a requester waits for
-/// one) and those of the `by_region.tsv` files under `output_dir`.
-fn labels_to_place(store: &Store, output_dir: &Path) -> anyhow::Result<BTreeSet<RegionLabel>> {
+/// Every region label to place: those named in the `by_region.tsv` files under `output_dir`
+/// (published), never the store's own labels, which include regions too few requesters stand
+/// behind to be published (a lone requester's region in the YAML would say where they are).
+fn labels_to_place(output_dir: &Path) -> anyhow::Result<BTreeSet<RegionLabel>> {
     let mut labels = BTreeSet::new();
-    for (region, _) in store.region_counts()? {
-        labels.insert(region.unwrap_or_else(RegionLabel::missing));
-    }
     if output_dir.is_dir() {
         for entry in walkdir::WalkDir::new(output_dir)
             .into_iter()
@@ -204,7 +202,7 @@ fn update(
         Forget::Labels(labels) => store.forget_coordinates(Some(labels))?,
         Forget::Everything => store.forget_coordinates(None)?,
     };
-    let labels = labels_to_place(store, &options.output_dir)?;
+    let labels = labels_to_place(&options.output_dir)?;
     let places = Places::builtin();
     let cached = store.cached_coordinates()?;
     let mut placed: BTreeMap<RegionLabel, Option<(f64, f64)>> = BTreeMap::new();

@@ -1,10 +1,31 @@
-//! The last check before anything is published: no file may hold an IP address or a
-//! requester's id.
+//! The last check before anything is published: no file, path or commit message may hold an IP
+//! address or a requester's id.
+//!
+//! An address is a standalone run of digits, hex, dots and colons that parses as an IPv4 or IPv6
+//! address: one glued to a letter, digit or `_` (`model_v2.0.1.2.zip`, `file::1`) is part of a
+//! name, not an address.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::LazyLock;
 
 use super::PublishError;
-use crate::privacy::mask_ips;
+
+/// The first standalone IP address in `text`, if any.
+pub(super) fn find_address(text: &str) -> Option<&str> {
+    static RUN: LazyLock<regex::Regex> =
+        LazyLock::new(|| regex::Regex::new(r"[0-9A-Fa-f:.]+").expect("valid regex"));
+    let bytes = text.as_bytes();
+    let glued = |i: usize| bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_';
+    RUN.find_iter(text).find_map(|found| {
+        // a sentence may end an address with a dot or a colon: those do not count
+        let run = found.as_str().trim_end_matches(['.', ':']);
+        let end = found.start() + run.len();
+        let standalone = (found.start() == 0 || !glued(found.start() - 1))
+            && (end == bytes.len() || !glued(end));
+        (standalone && run.contains(['.', ':']) && run.parse::<IpAddr>().is_ok()).then_some(run)
+    })
+}
 
 /// Refuses content that holds an IPv4 or IPv6 address or a requester index.
 pub(super) fn check_private(
@@ -18,7 +39,7 @@ pub(super) fn check_private(
             line: index + 1,
             what,
         };
-        if mask_ips(line) != line {
+        if find_address(line).is_some() {
             return Err(private("an IP address"));
         }
         if holds_requester_id(line, requester_ids) {
@@ -42,6 +63,32 @@ fn holds_requester_id(line: &str, requester_ids: &HashSet<String>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_standalone_and_valid() {
+        for address in [
+            "8.8.8.8",
+            "x 2001:db8::1 y",
+            "from 192.0.2.4.",
+            "ds/9.9.9.9/a",
+            "::ffff:1.2.3.4\t",
+        ] {
+            assert!(find_address(address).is_some(), "{address}");
+        }
+        for harmless in [
+            "model_v2.0.1.2.zip",
+            "file::1",
+            "v1.2.3",
+            "10:00:00",
+            "2024-03-01",
+            "1.5\t2.25",
+            "999.1.1.1",
+            "a1.2.3.4",
+            "1.2.3.4b",
+        ] {
+            assert_eq!(find_address(harmless), None, "{harmless}");
+        }
+    }
 
     #[test]
     fn addresses_and_requester_ids_are_refused_with_file_and_line() {

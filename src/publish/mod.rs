@@ -280,6 +280,8 @@ fn publish(
     let mut contents = BTreeMap::new();
     for (target, source) in files_to_publish(&options.summaries_dir) {
         let content = std::fs::read_to_string(&source).map_err(io(&source))?;
+        // the path is published too (a dataset named like an address)
+        check_private(&target, &target, requester_ids)?;
         check_private(&target, &content, requester_ids)?;
         contents.insert(target, content);
     }
@@ -332,6 +334,7 @@ fn publish(
         return Ok(report);
     }
     report.message = commit_message(&changed, content, &contents);
+    check_private("the commit message", &report.message, requester_ids)?;
     let mut args = Vec::new();
     if git(repo, &["config", "user.email"]).is_err() {
         args.extend([

@@ -170,8 +170,9 @@ impl stage::Stage for Regions {
         if !options.keep_ips {
             report.forgotten_ips = store.forget_kept_ips()?;
         }
-        // the deleted IPs were zeroed in place (secure delete); empty the write-ahead log too
-        store.checkpoint()?;
+        // the deleted IPs were zeroed in place (secure delete); the write-ahead log must be
+        // emptied too before the stage may say they are gone
+        store.erase()?;
         report.still_pending = store.pending_count()?;
         report.elapsed = start.elapsed();
         Ok(report)

@@ -26,6 +26,9 @@ pub(crate) use extraction::{Batch, FileRecord, RejectRecord, StoreCounts};
 pub(crate) use ids::{BatchNumber, LabelRound, ObjectId, RequesterId};
 pub(crate) use schema::VERSION as SCHEMA_VERSION;
 
+/// Checkpoints tried by [`Store::erase`] (each waits for readers up to the busy timeout).
+const ERASE_ATTEMPTS: u32 = 3;
+
 /// At most this many rejected lines are kept in full per file.
 pub(crate) const REJECTS_KEPT_PER_FILE: usize = 5;
 
@@ -62,6 +65,14 @@ pub(crate) enum StoreError {
         dir: PathBuf,
         /// The version found.
         found: i64,
+    },
+    /// Deleted data could not be erased from the write-ahead log because of readers.
+    #[error(
+        "the raw IPs just deleted could not be erased from {path}-wal: another process is reading the store (s3tally dump or status, a backup); they stay on disk until it ends: run `s3tally update regions` again then"
+    )]
+    Readers {
+        /// The database file.
+        path: PathBuf,
     },
     /// The store file cannot be made private.
     #[error("cannot create {path} private to its owner: {source}")]
@@ -233,9 +244,37 @@ impl Store {
         }
     }
 
-    /// Moves everything from the write-ahead log into the database file and empties the log.
+    /// Moves everything from the write-ahead log into the database file and empties the log, as
+    /// far as readers allow (see [`Store::erase`] when that must be complete).
     pub(crate) fn checkpoint(&self) -> Result<(), StoreError> {
         self.with(|conn| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
+    }
+
+    /// Makes deleted data (raw IPs) gone from every byte of the store: deleted rows are zeroed
+    /// in place (secure delete), and the write-ahead log, which still holds the old pages, is
+    /// checkpointed and emptied. A process reading the store (`dump`, `status`, a backup) keeps
+    /// the log from being emptied: retried for a few seconds, then an error saying so.
+    pub(crate) fn erase(&self) -> Result<(), StoreError> {
+        // each attempt waits for readers a second, not the writer's usual ten
+        self.with(|conn| conn.busy_timeout(std::time::Duration::from_secs(1)))?;
+        let mut erased = false;
+        for _ in 0..ERASE_ATTEMPTS {
+            let busy: i64 = self.with(|conn| {
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+            })?;
+            if busy == 0 {
+                erased = true;
+                break;
+            }
+        }
+        self.with(|conn| conn.busy_timeout(std::time::Duration::from_secs(10)))?;
+        if erased {
+            Ok(())
+        } else {
+            Err(StoreError::Readers {
+                path: self.path.clone(),
+            })
+        }
     }
 
     /// Bytes on disk of the database and its write-ahead log.

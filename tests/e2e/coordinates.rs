@@ -45,7 +45,12 @@ fn labelled() -> Env {
         .env("IPINFO_API_KEY", "token")
         .env("IPINFO_URL", &ipinfo.url);
     assert!(command.output().unwrap().status.success());
-    // a summary already published with one more label
+    // the summaries name every label (K = 1), and one already published names one more
+    assert!(
+        env.run(&["update", "summaries", "--region-min-requesters", "1"])
+            .status
+            .success()
+    );
     copy_dir(
         &fixture("coordinates/summaries"),
         &env.cache.join("summaries"),
