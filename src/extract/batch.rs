@@ -256,15 +256,7 @@ pub(super) fn write_batch(
         match piece {
             Piece::Chunk { file, parsed } => {
                 let state = progressing.entry(file).or_insert_with(|| Progressing {
-                    record: FileRecord {
-                        identity: files[file].identity(),
-                        size: files[file].size,
-                        gzip: files[file].is_gzip(),
-                        lines: 0,
-                        requests: 0,
-                        excluded: 0,
-                        rejected: 0,
-                    },
+                    record: empty_record(files[file]),
                     rejects_kept: 0,
                     chunks: 0,
                 });
@@ -285,15 +277,7 @@ pub(super) fn write_batch(
             Piece::End { file } => {
                 let record = progressing.remove(&file).map_or_else(
                     // an empty file: no chunk at all
-                    || FileRecord {
-                        identity: files[file].identity(),
-                        size: files[file].size,
-                        gzip: files[file].is_gzip(),
-                        lines: 0,
-                        requests: 0,
-                        excluded: 0,
-                        rejected: 0,
-                    },
+                    || empty_record(files[file]),
                     |state| state.record,
                 );
                 batch.add_file(&record, now)?;
@@ -324,6 +308,19 @@ pub(super) fn write_batch(
     before_commit();
     batch.commit()?;
     Ok(Written::Committed(counts))
+}
+
+/// The record of a file before any of its lines is counted.
+fn empty_record(file: &LogFile) -> FileRecord {
+    FileRecord {
+        identity: file.identity(),
+        size: file.size,
+        gzip: file.is_gzip(),
+        lines: 0,
+        requests: 0,
+        excluded: 0,
+        rejected: 0,
+    }
 }
 
 /// Adds one chunk's objects, requesters, requests and rejected lines to the open batch.

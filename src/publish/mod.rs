@@ -281,7 +281,7 @@ fn publish(
     for (target, source) in files_to_publish(&options.summaries_dir) {
         let content = std::fs::read_to_string(&source).map_err(io(&source))?;
         // the path is published too (a dataset named like an address)
-        check_private(&target, &target, requester_ids)?;
+        check_private(&format!("the path of {target}"), &target, requester_ids)?;
         check_private(&target, &content, requester_ids)?;
         contents.insert(target, content);
     }

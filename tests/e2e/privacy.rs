@@ -73,10 +73,10 @@ fn raw_ips_are_only_in_the_pending_lookup_list() {
 }
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::common::mock::{MockServer, Reply};
-use crate::common::stderr;
+use crate::common::{git, stderr};
 use serde_json::json;
 
 const TOKEN: &str = "tok3n-s3cr3t-0123";
@@ -113,21 +113,6 @@ fn log(dir: &Path, name: &str, requests: &[(&str, u64)]) {
         ));
     }
     std::fs::write(dir.join(name), text).unwrap();
-}
-
-fn git(repo: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
 }
 
 fn run_and_publish(env: &Env, logs: &Path, repo: &Path, ipinfo: &MockServer) -> Output {

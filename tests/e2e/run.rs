@@ -7,23 +7,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::common::mock::{MockServer, Reply};
-use crate::common::{Env, copy_dir, fixture, generate_logs, stderr, tree};
+use crate::common::{Env, copy_dir, fixture, generate_logs, git, stderr, tree};
 use serde_json::json;
-
-fn git(repo: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
 
 fn new_repo(env: &Env) -> PathBuf {
     let repo = env.dir.path().join("published");

@@ -230,3 +230,19 @@ pub(crate) fn signal(child: &std::process::Child, signal: i32) {
         libc::kill(child.id() as i32, signal);
     }
 }
+
+/// Runs git in `repo`; its standard output (panics when git fails).
+pub(crate) fn git(repo: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
