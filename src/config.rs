@@ -14,7 +14,7 @@ pub(crate) const CONFIG_FILE: &str = "config.toml";
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConfigError {
     /// The file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The settings file.
         path: PathBuf,

@@ -21,7 +21,7 @@ pub fn code(result: &anyhow::Result<Outcome>) -> u8 {
         Ok(Outcome::Stopped) => 3,
         Err(error) if is_broken_pipe(error) => 0,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", describe(error));
             if error.downcast_ref::<UsageError>().is_some() {
                 2
             } else {
@@ -29,6 +29,23 @@ pub fn code(result: &anyhow::Result<Outcome>) -> u8 {
             }
         }
     }
+}
+
+/// An error and its causes on one line, each cause once: libraries often give a cause whose text
+/// is already in the message (rusqlite's `database disk image is malformed`, a wrapped I/O error).
+pub(crate) fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let said = cause.to_string();
+        if said.is_empty() || text.contains(&said) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&said);
+    }
+    text
 }
 
 /// Whether an error is a write to a closed pipe.
@@ -43,6 +60,18 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::other(std::io::Error::from(std::io::ErrorKind::AlreadyExists));
+        let error = anyhow::Error::from(io).context("cannot create salt.key");
+        assert_eq!(
+            describe(&error),
+            "cannot create salt.key: entity already exists"
+        );
+        let plain = anyhow::anyhow!("disk full").context("writing ds1/by_day.tsv");
+        assert_eq!(describe(&plain), "writing ds1/by_day.tsv: disk full");
+    }
 
     #[test]
     fn each_ending_has_its_code() {

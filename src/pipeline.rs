@@ -146,14 +146,9 @@ impl RunReport {
             }
             Err(error) if S::ENDS_RUN_WHEN_STOPPED => Err(error),
             Err(error) => {
-                eprintln!("error: {}: {error:#}", S::NAME);
-                self.add(
-                    S::NAME,
-                    Outcome::Failed,
-                    format!("{error:#}"),
-                    String::new(),
-                    started,
-                );
+                let said = crate::exit::describe(&error);
+                eprintln!("error: {}: {said}", S::NAME);
+                self.add(S::NAME, Outcome::Failed, said, String::new(), started);
                 Ok(true)
             }
         }

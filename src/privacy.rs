@@ -36,7 +36,7 @@ pub(crate) enum SaltError {
     )]
     BadKeyFile(PathBuf),
     /// Reading or creating the key file failed.
-    #[error("cannot read or create salt key file {path}: {source}")]
+    #[error("cannot read or create salt key file {path}")]
     Io {
         /// The key file.
         path: PathBuf,

@@ -22,7 +22,7 @@ pub(crate) enum LockError {
         pid: String,
     },
     /// The lock file cannot be created or read.
-    #[error("cannot use lock file {path}: {source}")]
+    #[error("cannot use lock file {path}")]
     Io {
         /// The lock file.
         path: PathBuf,

@@ -38,9 +38,7 @@ pub(crate) struct Cache {
 
 /// The cache directory cannot be created.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "cannot create cache directory {path} (choose another with --cache or S3TALLY_CACHE): {source}"
-)]
+#[error("cannot create cache directory {path} (choose another with --cache or S3TALLY_CACHE)")]
 pub(crate) struct CreateError {
     /// The cache directory.
     pub path: PathBuf,

@@ -36,7 +36,7 @@ pub(crate) const REJECTS_KEPT_PER_FILE: usize = 5;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StoreError {
     /// `SQLite` failed.
-    #[error("store {path}: {source}")]
+    #[error("store {path}")]
     Sqlite {
         /// The database file.
         path: PathBuf,
@@ -75,12 +75,40 @@ pub(crate) enum StoreError {
         path: PathBuf,
     },
     /// The store file cannot be made private.
-    #[error("cannot create {path} private to its owner: {source}")]
+    #[error("cannot create {path} private to its owner")]
     Private {
         /// The database file.
         path: PathBuf,
         /// The underlying error.
         source: std::io::Error,
+    },
+    /// The store file is empty: cut short, never a new store.
+    #[error(
+        "{path} is empty (cut short by a full disk or a copy?): restore it from a backup, or delete it and extract the logs again with the same salt"
+    )]
+    Empty {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The file is not an s3tally store, or it is damaged.
+    #[error(
+        "{path} is not an s3tally store or is damaged ({what}): restore it from a backup, or delete it and extract the logs again with the same salt"
+    )]
+    NotAStore {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        what: String,
+    },
+    /// The schema version written in the store is not a number.
+    #[error(
+        "{path} holds the schema version `{found}`, which is not a number: the store was changed by something else than s3tally; restore it from a backup"
+    )]
+    BadVersion {
+        /// The database file.
+        path: PathBuf,
+        /// What was found.
+        found: String,
     },
     /// Nothing has been extracted into this cache yet.
     #[error("no store in {0} yet: run `s3tally extract LOG_DIR` first")]
@@ -99,6 +127,10 @@ impl Store {
     /// bringing an older one up to date) if needed.
     pub(crate) fn open(cache: &Cache) -> Result<Self, StoreError> {
         let path = cache.store_file();
+        refuse_empty(&path)?;
+        if !path.exists() {
+            create(&path)?;
+        }
         // private to its owner (SQLite gives its -wal and -shm files the database's permissions)
         make_private(&path).map_err(|source| StoreError::Private {
             path: path.clone(),
@@ -113,7 +145,9 @@ impl Store {
             dir: cache.dir().to_path_buf(),
             path,
         };
-        store.with(|conn| conn.execute_batch(schema::WRITER_PRAGMAS))?;
+        store
+            .with(|conn| conn.execute_batch(schema::WRITER_PRAGMAS))
+            .map_err(|error| store.not_a_store(error))?;
         store.with(|conn| conn.execute_batch(schema::TABLES))?;
         match store.check_schema_version()? {
             Some(found) if found < SCHEMA_VERSION => {
@@ -131,6 +165,7 @@ impl Store {
             return Err(StoreError::Missing(cache.dir().to_path_buf()));
         }
         let path = cache.store_file();
+        refuse_empty(&path)?;
         let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
             |source| StoreError::Sqlite {
                 path: path.clone(),
@@ -143,7 +178,9 @@ impl Store {
             path,
         };
         store.with(|conn| conn.execute_batch("PRAGMA busy_timeout=10000;"))?;
-        store.check_schema_version()?;
+        store
+            .check_schema_version()
+            .map_err(|error| store.not_a_store(error))?;
         Ok(store)
     }
 
@@ -153,6 +190,24 @@ impl Store {
         work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
         work(&self.conn).map_err(|source| self.error(source))
+    }
+
+    /// A store error, said as "not a store" when `SQLite` found no database or a damaged one.
+    fn not_a_store(&self, error: StoreError) -> StoreError {
+        match &error {
+            StoreError::Sqlite { source, .. }
+                if matches!(
+                    source.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+                ) || source.to_string().contains("no such table: meta") =>
+            {
+                StoreError::NotAStore {
+                    path: self.path.clone(),
+                    what: source.to_string(),
+                }
+            }
+            _ => error,
+        }
     }
 
     /// A `SQLite` error of this store, naming its file.
@@ -219,7 +274,12 @@ impl Store {
         let Some(found) = self.meta("schema_version")? else {
             return Ok(None);
         };
-        let found: i64 = found.parse().unwrap_or(i64::MAX);
+        let Ok(found) = found.trim().parse::<i64>() else {
+            return Err(StoreError::BadVersion {
+                path: self.path.clone(),
+                found,
+            });
+        };
         if found > SCHEMA_VERSION {
             return Err(StoreError::NewerSchema {
                 dir: self.dir.clone(),
@@ -288,6 +348,53 @@ impl Store {
             })
             .map(|meta| meta.len())
             .sum()
+    }
+}
+
+/// Creates a new store whole: written under a temporary name (with its tables and version) and
+/// renamed into place, so that a kill at any moment never leaves an empty or half-made store.
+fn create(path: &std::path::Path) -> Result<(), StoreError> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".new");
+    let temporary = PathBuf::from(temporary);
+    let sqlite = |source| StoreError::Sqlite {
+        path: temporary.clone(),
+        source,
+    };
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = temporary.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = std::fs::remove_file(name);
+    }
+    make_private(&temporary).map_err(|source| StoreError::Private {
+        path: temporary.clone(),
+        source,
+    })?;
+    let conn = Connection::open(&temporary).map_err(sqlite)?;
+    conn.execute_batch("PRAGMA page_size=16384;")
+        .and_then(|()| conn.execute_batch(schema::TABLES))
+        .and_then(|()| {
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('schema_version', ?1)",
+                [SCHEMA_VERSION.to_string()],
+            )
+        })
+        .map_err(sqlite)?;
+    conn.close().map_err(|(_, source)| sqlite(source))?;
+    std::fs::rename(&temporary, path).map_err(|source| StoreError::Private {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Refuses a store file that exists but is empty: it was cut short, and taking it for a new store
+/// would start counting again from nothing.
+fn refuse_empty(path: &std::path::Path) -> Result<(), StoreError> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.len() == 0 => Err(StoreError::Empty {
+            path: path.to_path_buf(),
+        }),
+        _ => Ok(()),
     }
 }
 

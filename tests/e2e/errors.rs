@@ -119,3 +119,79 @@ fn dump_and_status_without_a_store_say_so() {
         assert!(stderr(&output).contains("run `s3tally extract LOG_DIR` first"));
     }
 }
+
+/// A store that is empty, not a store, or has a schema version that is not a number is an error
+/// naming the file and saying how to recover: never a silent new store, never `no such table`.
+#[test]
+fn a_store_that_is_empty_damaged_or_odd_is_named_with_what_to_do() {
+    let cases: [(&str, &[u8], &str); 2] = [
+        ("empty", b"", "is empty"),
+        (
+            "text",
+            b"these are not the bytes of a database\n",
+            "is not an s3tally store",
+        ),
+    ];
+    for (name, bytes, said) in cases {
+        let env = Env::new();
+        std::fs::create_dir_all(&env.cache).unwrap();
+        let store = env.cache.join("s3tally.sqlite");
+        std::fs::write(&store, bytes).unwrap();
+        for args in [
+            vec!["status"],
+            vec!["dump"],
+            vec!["extract", fixture("nasty/logs").to_str().unwrap()],
+        ] {
+            let output = env.run(&args);
+            let text = stderr(&output);
+            assert_eq!(output.status.code(), Some(1), "{name} {args:?}: {text}");
+            assert!(
+                text.contains(said) && text.contains("s3tally.sqlite"),
+                "{name} {args:?}: {text}"
+            );
+            assert!(text.contains("restore it from a backup"), "{text}");
+            assert!(!text.contains("no such table"), "{text}");
+        }
+        // left as it was: nothing was counted into it
+        assert_eq!(std::fs::read(&store).unwrap(), bytes, "{name}");
+    }
+    // a schema version that is not a number is not "newer than this s3tally"
+    let env = Env::new();
+    env.extract(&[&fixture("nasty/logs")], 0);
+    let conn = rusqlite::Connection::open(env.cache.join("s3tally.sqlite")).unwrap();
+    conn.execute(
+        "UPDATE meta SET value = 'v3-beta' WHERE key = 'schema_version'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let text = stderr(&env.run(&["status"]));
+    assert!(text.contains("`v3-beta`, which is not a number"), "{text}");
+    assert!(!text.contains("newer"), "{text}");
+}
+
+/// SQLite's message and its cause are the same text: said once.
+#[test]
+fn a_damaged_store_is_said_once() {
+    let env = Env::new();
+    env.extract(&[&fixture("nasty/logs")], 0);
+    let store = env.cache.join("s3tally.sqlite");
+    let mut bytes = std::fs::read(&store).unwrap();
+    assert!(bytes.len() > 3 * 16384);
+    // the pages after the first (the schema) are garbage now
+    for byte in &mut bytes[16384 + 8..] {
+        *byte = 0xA5;
+    }
+    std::fs::write(&store, bytes).unwrap();
+    let output = env.run(&["dump"]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(text.contains("s3tally.sqlite"), "{text}");
+    for phrase in ["malformed", "not a database"] {
+        assert!(text.matches(phrase).count() <= 1, "{text}");
+    }
+    assert!(
+        text.contains("malformed") || text.contains("not a database"),
+        "{text}"
+    );
+}
