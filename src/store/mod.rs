@@ -97,7 +97,7 @@ pub(crate) enum StoreError {
     NotAStore {
         /// The database file.
         path: PathBuf,
-        /// What SQLite said.
+        /// What `SQLite` said.
         what: String,
     },
     /// The schema version written in the store is not a number.
