@@ -170,7 +170,7 @@ fn a_store_that_is_empty_damaged_or_odd_is_named_with_what_to_do() {
     assert!(!text.contains("newer"), "{text}");
 }
 
-/// SQLite's message and its cause are the same text: said once.
+/// `SQLite`'s message and its cause are the same text: said once.
 #[test]
 fn a_damaged_store_is_said_once() {
     let env = Env::new();
