@@ -86,20 +86,40 @@ impl Salt {
                 _ => Err(SaltError::BadKeyFile(path)),
             },
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = vec![0u8; 32];
-                rand::rngs::OsRng.fill_bytes(&mut key);
-                fs::create_dir_all(config_dir).map_err(io)?;
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)
-                    .map_err(io)?;
-                writeln!(file, "{}", hex::encode(&key)).map_err(io)?;
-                file.sync_all().map_err(io)?;
-                Ok(Self::from_key(key))
+                match Self::create_key_file(config_dir, &path).map_err(io)? {
+                    Some(key) => Ok(Self::from_key(key)),
+                    // another s3tally created it first: its key is the key
+                    None => Self::load(config_dir),
+                }
             }
             Err(error) => Err(io(error)),
+        }
+    }
+
+    /// Writes a new random key to `path` atomically: whole, under a temporary name, then linked
+    /// into place, which fails if another process got there first (`None`: read theirs).
+    fn create_key_file(config_dir: &Path, path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+        let mut key = vec![0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        fs::create_dir_all(config_dir)?;
+        let temporary = config_dir.join(format!(
+            ".{SALT_FILE}.{}.{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)?;
+        let written = writeln!(file, "{}", hex::encode(&key)).and_then(|()| file.sync_all());
+        drop(file);
+        let linked = written.and_then(|()| fs::hard_link(&temporary, path));
+        let _ = fs::remove_file(&temporary);
+        match linked {
+            Ok(()) => Ok(Some(key)),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+            Err(error) => Err(error),
         }
     }
 

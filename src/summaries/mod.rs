@@ -249,7 +249,12 @@ fn disclose(
     let saved = store.published_regions()?;
     let previous = |scope: &str| -> anyhow::Result<disclosure::PublishedRegions> {
         Ok(match saved.get(scope) {
-            Some(json) => serde_json::from_str(json)?,
+            Some(json) => serde_json::from_str(json).map_err(|error| {
+                let name = if scope == ARCHIVE_SCOPE { ARCHIVE } else { scope };
+                anyhow::anyhow!(
+                    "the region rows last published for {name} (store table published_regions) are damaged ({error}): delete that row to decide its regions afresh"
+                )
+            })?,
             None => disclosure::PublishedRegions::new(),
         })
     };

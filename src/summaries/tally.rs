@@ -406,7 +406,12 @@ pub(crate) fn current_tallies(
     };
     let mut datasets: BTreeMap<String, Tally> = BTreeMap::new();
     for (dataset, data) in store.saved_tallies()? {
-        datasets.insert(dataset, serde_json::from_str(&data)?);
+        let tally = serde_json::from_str(&data).map_err(|error| {
+            anyhow::anyhow!(
+                "the saved figures of dataset {dataset} (store table dataset_tallies) are damaged ({error}): run `s3tally update summaries --full` to compute them again"
+            )
+        })?;
+        datasets.insert(dataset, tally);
     }
     let changed = changed_datasets(store, grouping, &datasets, since)?;
     let mut undetermined_keys = (0, Vec::new());

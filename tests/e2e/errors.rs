@@ -195,3 +195,46 @@ fn a_damaged_store_is_said_once() {
         "{text}"
     );
 }
+
+/// Several first runs at once on a fresh config directory agree on one salt: the key file is
+/// created whole and atomically, and the runs that lose the race read the winner's.
+#[test]
+fn first_runs_racing_for_the_salt_agree_on_one() {
+    let env = Env::new();
+    let runs: Vec<_> = (0..8)
+        .map(|i| {
+            let cache = env.dir.path().join(format!("cache{i}"));
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_s3tally"));
+            command
+                .env_remove("S3TALLY_SALT")
+                .env_remove("S3TALLY_CACHE")
+                .env("S3TALLY_CONFIG_DIR", &env.config)
+                .args(["--cache", cache.to_str().unwrap(), "extract"])
+                .arg(fixture("nasty/logs"))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped());
+            (cache, command.spawn().unwrap())
+        })
+        .collect();
+    let mut fingerprints = std::collections::BTreeSet::new();
+    for (cache, child) in runs {
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let conn = rusqlite::Connection::open(cache.join("s3tally.sqlite")).unwrap();
+        let fingerprint: String = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'salt_fingerprint'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        fingerprints.insert(fingerprint);
+    }
+    assert_eq!(fingerprints.len(), 1, "{fingerprints:?}");
+    let names: Vec<_> = std::fs::read_dir(&env.config)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["salt.key"], "temporary files left: {names:?}");
+}

@@ -451,3 +451,35 @@ fn only_datasets_with_newly_labelled_requesters_are_computed_again() {
     update(&fresh, "summaries", &["--region-min-requesters", "1"]);
     assert_eq!(tree(&out(&env)), tree(&out(&fresh)));
 }
+
+/// A damaged row of the saved figures names its table and dataset, and what to run.
+#[test]
+fn a_damaged_saved_row_names_its_table_and_dataset() {
+    let env = labelled(&[&fixture("summaries/logs")]);
+    update(&env, "summaries", &[]);
+    let conn = rusqlite::Connection::open(env.cache.join("s3tally.sqlite")).unwrap();
+    conn.execute(
+        "UPDATE dataset_tallies SET data = '[1, 2' WHERE dataset = 'ds1'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    // something new, so that the saved figures are read
+    let more = env.dir.path().join("more");
+    write_log(
+        &more,
+        "2024-03-09-00-00-00-6666666666666666",
+        "ds2/x",
+        &["192.0.2.77"],
+    );
+    env.extract(&[&more], 0);
+    let output = env.run(&["update", "summaries"]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        text.contains("dataset ds1 (store table dataset_tallies) are damaged")
+            && text.contains("update summaries --full"),
+        "{text}"
+    );
+    assert!(env.run(&["update", "summaries", "--full"]).status.success());
+}
