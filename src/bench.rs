@@ -372,7 +372,7 @@ mod tests {
         assert_eq!(found.files.len() as u64, report.files);
         let mut requests = 0;
         for file in &found.files {
-            let mut chunks = file.open().unwrap();
+            let (mut chunks, _) = file.open().unwrap();
             let mut data = Vec::new();
             while let Some(chunk) = chunks.next_chunk().unwrap() {
                 data.extend(chunk.data);

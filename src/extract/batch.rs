@@ -147,7 +147,11 @@ pub(super) enum Piece {
     /// The requests of the next chunk of file number `file` (in the batch's order).
     Chunk { file: usize, parsed: ParsedChunk },
     /// File number `file` was read to its end.
-    End { file: usize },
+    End {
+        file: usize,
+        /// Bytes after its last complete gzip member were ignored.
+        trailing: bool,
+    },
     /// File number `file` could not be read (further).
     Failed { file: usize, error: String },
 }
@@ -159,8 +163,8 @@ pub(super) fn stream_file(index: usize, file: &LogFile, sender: &SyncSender<Piec
         file: index,
         error: error.to_string(),
     };
-    let mut chunks = match file.open() {
-        Ok(chunks) => chunks,
+    let (mut chunks, trailing) = match file.open() {
+        Ok(opened) => opened,
         Err(error) => {
             let _ = sender.send(failed(error));
             return;
@@ -172,7 +176,10 @@ pub(super) fn stream_file(index: usize, file: &LogFile, sender: &SyncSender<Piec
                 file: index,
                 parsed: parse_chunk(&chunk),
             },
-            Ok(None) => Piece::End { file: index },
+            Ok(None) => Piece::End {
+                file: index,
+                trailing: trailing.load(std::sync::atomic::Ordering::Relaxed),
+            },
             Err(error) => failed(error),
         };
         let last = !matches!(piece, Piece::Chunk { .. });
@@ -195,6 +202,8 @@ pub(super) struct BatchCounts {
     pub first_rejects: Vec<RejectRecord>,
     /// Files that failed before any of their requests was written: nothing to undo.
     pub failed: Vec<FailedFile>,
+    /// What was read with a caveat (trailing bytes of a gzip file).
+    pub warnings: Vec<String>,
 }
 
 /// How writing a batch ended.
@@ -274,7 +283,13 @@ pub(super) fn write_batch(
                     pending.flush(&mut batch)?;
                 }
             }
-            Piece::End { file } => {
+            Piece::End { file, trailing } => {
+                if trailing {
+                    counts.warnings.push(format!(
+                        "{}: bytes after its last complete gzip member were ignored (as gzip does)",
+                        files[file].path.display()
+                    ));
+                }
                 let record = progressing.remove(&file).map_or_else(
                     // an empty file: no chunk at all
                     || empty_record(files[file]),

@@ -58,6 +58,8 @@ pub(crate) struct ExtractReport {
     pub already_extracted: u64,
     /// Files found again in this run under another path or link (the same log name).
     pub duplicates: Vec<PathBuf>,
+    /// Files read with a caveat (trailing bytes of a gzip file), said as warnings.
+    pub warnings: Vec<String>,
     /// Files extracted before whose size has changed since (not extracted again).
     pub changed: Vec<String>,
     /// Files extracted now.
@@ -146,6 +148,9 @@ impl stage::Report for ExtractReport {
                 "rejected lines: {} in all, the first of each file are in {REJECTS_REPORT} in the cache",
                 self.rejected
             ));
+        }
+        for warning in &self.warnings {
+            lines.push(format!("warning: {warning}"));
         }
         for path in &self.changed {
             lines.push(format!(
@@ -283,6 +288,7 @@ fn extract_batch(
             batch::Written::Committed(counts) => {
                 report.add(&counts);
                 report.failed.extend(counts.failed.iter().cloned());
+                report.warnings.extend(counts.warnings.iter().cloned());
                 return Ok(counts);
             }
             batch::Written::RolledBack(failed) => {

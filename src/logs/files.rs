@@ -10,6 +10,10 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use super::gzip::Members;
 use super::reader::{CHUNK_BYTES, Chunks};
 
 /// What identifies a log file, so that it is extracted once: its name without `.gz`. S3 gives
@@ -48,16 +52,20 @@ impl LogFile {
     }
 
     /// Opens the file for reading as chunks of whole lines, decompressed, in bounded memory.
-    pub(crate) fn open(&self) -> std::io::Result<Chunks<Box<dyn Read + Send>>> {
+    /// Bytes after the last complete gzip member are ignored, as `gzip -d` does, and noted in
+    /// the returned flag.
+    pub(crate) fn open(&self) -> std::io::Result<(Chunks<Box<dyn Read + Send>>, Arc<AtomicBool>)> {
         let file = std::fs::File::open(&self.path)?;
+        let trailing = Arc::new(AtomicBool::new(false));
         let reader: Box<dyn Read + Send> = if self.is_gzip() {
-            Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
-                file,
-            )))
+            Box::new(Members::new(
+                std::io::BufReader::new(file),
+                trailing.clone(),
+            ))
         } else {
             Box::new(file)
         };
-        Ok(Chunks::new(reader, CHUNK_BYTES))
+        Ok((Chunks::new(reader, CHUNK_BYTES), trailing))
     }
 }
 

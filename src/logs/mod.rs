@@ -4,6 +4,7 @@
 pub(crate) mod excerpt;
 pub(crate) mod exclusion;
 pub(crate) mod files;
+pub(crate) mod gzip;
 pub(crate) mod parser;
 pub(crate) mod reader;
 

@@ -193,7 +193,7 @@ fn validate_file(
     checks: &[Check],
     exclusion: &Exclusion,
 ) -> std::io::Result<FileResult> {
-    let mut chunks = file.open()?;
+    let (mut chunks, _) = file.open()?;
     let name = file.relative.rsplit('/').next().unwrap_or(&file.relative);
     let file_time = time_of_name(name);
     let mut result = FileResult {

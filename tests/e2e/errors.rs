@@ -238,3 +238,36 @@ fn first_runs_racing_for_the_salt_agree_on_one() {
         .collect();
     assert_eq!(names, ["salt.key"], "temporary files left: {names:?}");
 }
+
+/// A `.gz` log whose complete member is followed by garbage yields that member's requests and a
+/// warning naming it, once (it is recorded, not retried every run); an empty `.gz` is an empty log.
+#[test]
+fn trailing_gzip_garbage_warns_once_and_an_empty_gz_is_an_empty_log() {
+    use std::io::Write;
+    let env = Env::new();
+    let logs = env.dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let line = "owner bucket [02/Jul/2024:10:00:00 +0000] 192.0.2.1 - R REST.GET.OBJECT ds/a \"GET /ds/a HTTP/1.1\" 200 - 7 7 1 1 \"-\" \"-\" -\n";
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(line.repeat(3).as_bytes()).unwrap();
+    let mut bytes = encoder.finish().unwrap();
+    bytes.extend_from_slice(b"\x00\x00\x00 garbage appended by a broken copy");
+    std::fs::write(logs.join("2024-07-02-10-00-00-AAAAAAAAAAAAAAAA.gz"), bytes).unwrap();
+    std::fs::write(logs.join("2024-07-02-11-00-00-BBBBBBBBBBBBBBBB.gz"), b"").unwrap();
+    let text = stderr(&env.extract(&[&logs], 0));
+    assert!(
+        text.contains(
+            "AAAAAAAAAAAAAAAA.gz: bytes after its last complete gzip member were ignored"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("2 new log files") && text.contains("3 requests"),
+        "{text}"
+    );
+    let again = stderr(&env.extract(&[&logs], 0));
+    assert!(
+        again.contains("2 already extracted") && !again.contains("warning"),
+        "{again}"
+    );
+}
