@@ -23,6 +23,10 @@ use super::reader::{CHUNK_BYTES, Chunks};
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct LogIdentity(pub String);
 
+/// An opened log file: its text as chunks, and a flag raised when trailing bytes of a gzip file
+/// were ignored.
+pub(crate) type Opened = (Chunks<Box<dyn Read + Send>>, Arc<AtomicBool>);
+
 /// A log file found under a log directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LogFile {
@@ -54,7 +58,7 @@ impl LogFile {
     /// Opens the file for reading as chunks of whole lines, decompressed, in bounded memory.
     /// Bytes after the last complete gzip member are ignored, as `gzip -d` does, and noted in
     /// the returned flag.
-    pub(crate) fn open(&self) -> std::io::Result<(Chunks<Box<dyn Read + Send>>, Arc<AtomicBool>)> {
+    pub(crate) fn open(&self) -> std::io::Result<Opened> {
         let file = std::fs::File::open(&self.path)?;
         let trailing = Arc::new(AtomicBool::new(false));
         let reader: Box<dyn Read + Send> = if self.is_gzip() {

@@ -38,11 +38,11 @@ impl<R: BufRead> Members<R> {
     }
 
     /// Ends the text, ignoring what is left, once at least one member was complete.
-    fn ignore_the_rest(&mut self) -> std::io::Result<usize> {
+    fn ignore_the_rest(&mut self) -> usize {
         self.trailing.store(true, Ordering::Relaxed);
         self.decoder = None;
         self.between = None;
-        Ok(0)
+        0
     }
 }
 
@@ -61,7 +61,9 @@ impl<R: BufRead> Read for Members<R> {
                         return Ok(n);
                     }
                     // what follows the last complete member is no gzip member after all
-                    Err(_) if self.complete > 0 && !self.started => return self.ignore_the_rest(),
+                    Err(_) if self.complete > 0 && !self.started => {
+                        return Ok(self.ignore_the_rest());
+                    }
                     Err(error) => return Err(error),
                 }
                 continue;
@@ -74,7 +76,7 @@ impl<R: BufRead> Read for Members<R> {
                 return Ok(0);
             }
             if self.complete > 0 && !next.starts_with(&MAGIC[..next.len().min(2)]) {
-                return self.ignore_the_rest();
+                return Ok(self.ignore_the_rest());
             }
             let reader = self.between.take().expect("between members");
             self.decoder = Some(GzDecoder::new(reader));
