@@ -9,10 +9,16 @@
 //! content/totals.json
 //! content/archive_totals.json
 //! content/region_codes_to_coordinates.yaml
+//! content/.s3tally-manifest      the files above, as last published
 //! ```
+//!
+//! It owns only those files ([`manifest`]): anything else in the repository (a README beside the
+//! statistics, notes, staged changes of the user's) is never changed, removed, staged or
+//! committed.
 
 mod git;
 mod lint;
+mod manifest;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -286,6 +292,7 @@ fn publish(
         contents.insert(target, content);
     }
     let content_root = repo.join(&options.content_dir);
+    let previous = manifest::previous(&content_root)?;
     let mut report = PublishReport::default();
     for (target, content) in &contents {
         let path = content_root.join(target);
@@ -293,38 +300,49 @@ fn publish(
             report.written.push(target.clone());
         }
     }
-    // published files of datasets that no longer exist
-    let published_summaries = content_root.join("summaries");
-    if published_summaries.is_dir() {
-        for entry in walkdir::WalkDir::new(&published_summaries)
-            .contents_first(true)
-            .into_iter()
-            .filter_map(Result::ok)
+    // what s3tally wrote before and no longer writes (datasets that no longer exist): only those
+    for gone in previous.iter().filter(|file| !contents.contains_key(*file)) {
+        let path = content_root.join(gone);
+        match std::fs::remove_file(&path) {
+            Ok(()) => report.removed.push(gone.clone()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(PublishError::Io { path, source }),
+        }
+        // its directories, when nothing else is left in them
+        let mut parent = path.parent();
+        while let Some(dir) = parent
+            && dir != content_root
+            && std::fs::remove_dir(dir).is_ok()
         {
-            let relative = format!(
-                "summaries/{}",
-                entry
-                    .path()
-                    .strip_prefix(&published_summaries)
-                    .unwrap_or(entry.path())
-                    .to_string_lossy()
-            );
-            if entry.file_type().is_file() && !contents.contains_key(&relative) {
-                std::fs::remove_file(entry.path()).map_err(io(entry.path()))?;
-                report.removed.push(relative);
-            } else if entry.file_type().is_dir() && entry.path() != published_summaries {
-                // removes the directory only when empty
-                let _ = std::fs::remove_dir(entry.path());
-            }
+            parent = dir.parent();
         }
     }
+    let owned: std::collections::BTreeSet<String> = contents.keys().cloned().collect();
+    let manifest_path = content_root.join(manifest::MANIFEST);
+    write_if_changed(&manifest_path, &manifest::text(&owned)).map_err(io(&manifest_path))?;
     if !options.commit {
         return Ok(report);
     }
     let content = options.content_dir.as_str();
+    let in_repo = |file: &String| format!("{content}/{file}");
+    let mut ours: Vec<String> = owned.iter().map(in_repo).collect();
+    ours.push(in_repo(&manifest::MANIFEST.to_owned()));
     report.cleared_lock = clear_stale_index_lock(repo)?;
-    git(repo, &["add", "--all", "--", content])?;
-    let changed = git(repo, &["diff", "--cached", "--name-only", "--", content])?;
+    manifest::git_with_paths(repo, &["add"], &ours)?;
+    let removed: Vec<String> = report.removed.iter().map(in_repo).collect();
+    if !removed.is_empty() {
+        manifest::git_with_paths(
+            repo,
+            &["rm", "--cached", "--quiet", "--ignore-unmatch"],
+            &removed,
+        )?;
+    }
+    let mine: std::collections::BTreeSet<&String> = ours.iter().chain(&removed).collect();
+    let changed: Vec<String> = git(repo, &["diff", "--cached", "--name-only"])?
+        .lines()
+        .filter(|path| mine.contains(&path.to_string()))
+        .map(str::to_owned)
+        .collect();
     if changed.is_empty() {
         // a push that failed last time is tried again
         if options.push && has_unpushed_commits(repo) {
@@ -333,7 +351,8 @@ fn publish(
         }
         return Ok(report);
     }
-    report.message = commit_message(&changed, content, &contents);
+    let changed_text = changed.join("\n");
+    report.message = commit_message(&changed_text, content, &contents);
     check_private("the commit message", &report.message, requester_ids)?;
     let mut args = Vec::new();
     if git(repo, &["config", "user.email"]).is_err() {
@@ -344,8 +363,9 @@ fn publish(
             "user.email=s3tally@localhost",
         ]);
     }
-    args.extend(["commit", "--quiet", "-m", &report.message, "--", content]);
-    git(repo, &args)?;
+    // only s3tally's own paths, whatever else the user has staged
+    args.extend(["commit", "--quiet", "-m", &report.message]);
+    manifest::git_with_paths(repo, &args, &changed)?;
     report.commit = Some(git(repo, &["rev-parse", "--short", "HEAD"])?);
     if options.push {
         git(repo, &["push", "--quiet"])?;

@@ -572,3 +572,56 @@ fn a_failed_push_is_retried_when_nothing_is_new() {
     let idle = env.run(&["publish", clone.to_str().unwrap(), "--push"]);
     assert!(!stderr(&idle).contains("pushed"), "{}", stderr(&idle));
 }
+
+/// `publish` owns only what it wrote: a README the user committed under `content/summaries/` and
+/// an untracked note beside the statistics survive, and are never committed by s3tally; the files
+/// of a dataset that no longer exists are still removed.
+#[test]
+fn publish_never_touches_what_it_did_not_write() {
+    let env = Env::new();
+    let logs = env.dir.path().join("logs");
+    copy_dir(&fixture("summaries/logs"), &logs);
+    env.extract(&[&logs], 0);
+    for stage in ["summaries", "totals"] {
+        assert!(env.run(&["update", stage]).status.success());
+    }
+    let repo = new_repo(&env);
+    std::fs::create_dir_all(repo.join("content/summaries")).unwrap();
+    std::fs::write(
+        repo.join("content/summaries/README.md"),
+        "# Our statistics\n",
+    )
+    .unwrap();
+    git(&repo, &["add", "content/summaries/README.md"]);
+    git(
+        &repo,
+        &[
+            "-c",
+            "user.name=u",
+            "-c",
+            "user.email=u@x",
+            "commit",
+            "--quiet",
+            "-m",
+            "readme",
+        ],
+    );
+    std::fs::write(repo.join("content/NOTES.md"), "private notes\n").unwrap();
+    let first = env.run(&["publish", repo.to_str().unwrap()]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    // the next publication no longer has dataset ds2 (picked away)
+    for stage in ["summaries", "totals"] {
+        let output = env.run(&["update", stage, "--skip", "ds2"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let second = env.run(&["publish", repo.to_str().unwrap()]);
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    assert!(repo.join("content/summaries/README.md").is_file());
+    assert!(!repo.join("content/summaries/ds2").exists());
+    let tracked = git(&repo, &["ls-files"]);
+    assert!(tracked.contains("content/summaries/README.md"), "{tracked}");
+    assert!(!tracked.contains("NOTES.md"), "{tracked}");
+    assert!(repo.join("content/NOTES.md").is_file());
+    let status = git(&repo, &["status", "--porcelain"]);
+    assert_eq!(status.trim(), "?? content/NOTES.md", "{status}");
+}
