@@ -61,7 +61,12 @@ fn named_like_ours(content_root: &Path) -> BTreeSet<String> {
 
 /// The manifest's text for these files.
 pub(super) fn text(files: &BTreeSet<String>) -> String {
-    files.iter().map(|file| format!("{file}\n")).collect()
+    let mut text = String::new();
+    for file in files {
+        text.push_str(file);
+        text.push('\n');
+    }
+    text
 }
 
 /// Runs git with the given paths (relative to the repository) passed through a file, so that
