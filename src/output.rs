@@ -42,35 +42,61 @@ pub(crate) fn escape_control_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(escaped)
 }
 
+/// Testing only: writing a file of this name fails as on a full disk, after half of it is written.
+pub(crate) const TEST_FULL_DISK_ENV: &str = "S3TALLY_TEST_FULL_DISK_FOR";
+
 /// Writes `data` to `path` through a temporary file and a rename, creating parent directories.
+/// On failure the temporary file is removed and the error names the file.
 pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
-    std::fs::write(&temporary, data)?;
-    std::fs::rename(&temporary, path)
+    write_through_temporary(path, data, None)
 }
 
 /// Like [`write_atomically`], for a file only its owner may read (0600): what the cache keeps.
 pub(crate) fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_through_temporary(path, data, Some(0o600))
+}
+
+fn write_through_temporary(path: &Path, data: &[u8], mode: Option<u32>) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let named = |error: std::io::Error| {
+        std::io::Error::new(
+            error.kind(),
+            format!("cannot write {}: {error}", path.display()),
+        )
+    };
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+        std::fs::create_dir_all(parent).map_err(named)?;
     }
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)?;
-    file.write_all(data)?;
-    drop(file);
-    std::fs::rename(&temporary, path)
+    let temporary = std::path::PathBuf::from(temporary);
+    let written = (|| {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        if let Some(mode) = mode {
+            options.mode(mode);
+        }
+        let mut file = options.open(&temporary)?;
+        if fails_for_test(path) {
+            file.write_all(&data[..data.len() / 2])?;
+            return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        file.write_all(data)?;
+        drop(file);
+        std::fs::rename(&temporary, path)
+    })();
+    if written.is_err() {
+        // nothing half-written stays behind
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written.map_err(named)
+}
+
+/// Whether the test switch says writing `path` fails.
+fn fails_for_test(path: &Path) -> bool {
+    std::env::var_os(TEST_FULL_DISK_ENV)
+        .is_some_and(|name| path.file_name() == Some(name.as_os_str()))
 }
 
 /// Writes `content` unless the file already holds exactly it; whether it wrote.

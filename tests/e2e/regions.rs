@@ -775,3 +775,16 @@ fn an_oversized_answer_is_an_error() {
         stderr(&output)
     );
 }
+
+/// A service that answers but drips its body slower than the timeout ends in "timed out", not
+/// in a confusing "unreadable answer".
+#[test]
+fn a_dripping_answer_times_out() {
+    let env = extracted();
+    let server = MockServer::start(|_, _| Reply::Drip(1000));
+    let output = regions(&env, Some(&server), &["--timeout", "1", "--retries", "0"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(text.contains("timed out"), "{text}");
+    assert!(!text.contains("unreadable answer"), "{text}");
+}

@@ -483,3 +483,31 @@ fn a_damaged_saved_row_names_its_table_and_dataset() {
     );
     assert!(env.run(&["update", "summaries", "--full"]).status.success());
 }
+
+/// A full disk while writing summaries: the error names the file, no `.tmp` stays behind, the
+/// other datasets are written, and the next run writes the one that failed.
+#[test]
+fn a_full_disk_names_the_file_and_leaves_no_temporary_file() {
+    let env = labelled(&[&fixture("summaries/logs")]);
+    let output = env
+        .command(&["update", "summaries"])
+        .env("S3TALLY_TEST_FULL_DISK_FOR", "by_asset.tsv")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        text.contains("ds1/by_asset.tsv") && text.contains("No space left on device"),
+        "{text}"
+    );
+    let left: Vec<_> = walkdir::WalkDir::new(out(&env))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .map(|e| e.path().display().to_string())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(out(&env).join("ds1/by_day.tsv").is_file());
+    assert!(env.run(&["update", "summaries"]).status.success());
+    assert!(out(&env).join("ds1/by_asset.tsv").is_file());
+}

@@ -35,6 +35,8 @@ pub(crate) enum Reply {
     Respond(u16, Vec<(String, String)>, String),
     /// Accept the request and never answer (until the server is dropped).
     Hang,
+    /// Answer 200 with a body of this many bytes, one byte every 100 ms (a service that drips).
+    Drip(usize),
 }
 
 impl Reply {
@@ -161,6 +163,20 @@ fn serve(stream: TcpStream, requests: &Mutex<Vec<Request>>, done: &AtomicBool, h
         Reply::Hang => {
             while !done.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Reply::Drip(length) => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+            );
+            let _ = writer.write_all(head.as_bytes());
+            let _ = writer.flush();
+            for _ in 0..length {
+                if done.load(Ordering::Relaxed) || writer.write_all(b" ").is_err() {
+                    return;
+                }
+                let _ = writer.flush();
+                std::thread::sleep(Duration::from_millis(100));
             }
         }
         Reply::Respond(status, extra, body) => {
