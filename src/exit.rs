@@ -37,7 +37,9 @@ pub(crate) fn describe(error: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in error.chain() {
         let said = cause.to_string();
-        if said.is_empty() || text.contains(&said) {
+        // a cause that only prefixes the same words (`Error code 14: unable to open ...`)
+        let words = said.rsplit(": ").next().unwrap_or(&said);
+        if said.is_empty() || text.contains(&said) || text.contains(words) {
             continue;
         }
         if !text.is_empty() {
@@ -68,6 +70,12 @@ mod tests {
         assert_eq!(
             describe(&error),
             "cannot create salt.key: entity already exists"
+        );
+        let sqlite = anyhow::anyhow!("Error code 14: unable to open database file")
+            .context("store s3tally.sqlite: unable to open database file");
+        assert_eq!(
+            describe(&sqlite),
+            "store s3tally.sqlite: unable to open database file"
         );
         let plain = anyhow::anyhow!("disk full").context("writing ds1/by_day.tsv");
         assert_eq!(describe(&plain), "writing ds1/by_day.tsv: disk full");

@@ -82,6 +82,16 @@ pub(crate) enum StoreError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A reader cannot read the store: it may not create the -shm file and the log holds changes.
+    #[error(
+        "cannot read {path} without writing beside it: the cache is read-only for this user (or on a read-only file system) and {log} holds changes not yet moved into the store; run this as a user who may write the cache, or once the last writer has finished (it moves them at its end)"
+    )]
+    ReadOnly {
+        /// The database file.
+        path: PathBuf,
+        /// The write-ahead log.
+        log: PathBuf,
+    },
     /// The store file is empty: cut short, never a new store.
     #[error(
         "{path} is empty (cut short by a full disk or a copy?): restore it from a backup, or delete it and extract the logs again with the same salt"
@@ -166,16 +176,54 @@ impl Store {
         }
         let path = cache.store_file();
         refuse_empty(&path)?;
-        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
-            |source| StoreError::Sqlite {
-                path: path.clone(),
-                source,
-            },
-        )?;
+        match Self::open_reader(cache, &path, false) {
+            Err(StoreError::Sqlite { source, .. })
+                if source.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen) =>
+            {
+                // a reader may not create the -shm file (a read-only file system, a directory
+                // it may not write): with nothing in the write-ahead log, the store is read as
+                // an immutable file
+                let mut log = path.as_os_str().to_owned();
+                log.push("-wal");
+                let log = PathBuf::from(log);
+                if std::fs::metadata(&log).is_ok_and(|meta| meta.len() > 0) {
+                    return Err(StoreError::ReadOnly { path, log });
+                }
+                Self::open_reader(cache, &path, true)
+            }
+            other => other,
+        }
+    }
+
+    /// Opens the store read-only; `immutable`: as a file nothing changes (no locks, no -shm).
+    fn open_reader(
+        cache: &Cache,
+        path: &std::path::Path,
+        immutable: bool,
+    ) -> Result<Self, StoreError> {
+        let sqlite = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = if immutable {
+            let escaped = percent_encoding::utf8_percent_encode(
+                &path.to_string_lossy(),
+                percent_encoding::NON_ALPHANUMERIC,
+            )
+            .to_string()
+            .replace("%2F", "/");
+            Connection::open_with_flags(
+                format!("file:{escaped}?immutable=1"),
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+            )
+        } else {
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        }
+        .map_err(sqlite)?;
         let store = Self {
             conn,
             dir: cache.dir().to_path_buf(),
-            path,
+            path: path.to_path_buf(),
         };
         store.with(|conn| conn.execute_batch("PRAGMA busy_timeout=10000;"))?;
         store

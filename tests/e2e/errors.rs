@@ -271,3 +271,53 @@ fn trailing_gzip_garbage_warns_once_and_an_empty_gz_is_an_empty_log() {
         "{again}"
     );
 }
+
+/// Runs s3tally with `args` where the cache is on a read-only file system (a read-only bind
+/// mount in a private mount namespace: the suite runs as root, as CI does; this fails loudly
+/// where it cannot).
+fn on_read_only_cache(env: &Env, args: &str) -> std::process::Output {
+    let cache = env.cache.display();
+    let binary = env!("CARGO_BIN_EXE_s3tally");
+    let script = format!(
+        "mount --bind {cache} {cache} && mount -o remount,bind,ro {cache} && exec {binary} --cache {cache} {args}"
+    );
+    let output = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .env("S3TALLY_CONFIG_DIR", &env.config)
+        .env("S3TALLY_SALT", &env.salt)
+        .output()
+        .expect("unshare runs (util-linux)");
+    let text = stderr(&output);
+    assert!(
+        !text.contains("mount:"),
+        "cannot make a read-only file system here: {text}"
+    );
+    output
+}
+
+/// `status` and `dump` work on a cache the user may not write; when they cannot, they say why.
+#[test]
+fn read_only_use_works_or_says_exactly_why_not() {
+    let env = Env::new();
+    env.extract(&[&fixture("nasty/logs")], 0);
+    let expected = env.dump();
+    let status = on_read_only_cache(&env, "status");
+    assert_eq!(status.status.code(), Some(0), "{}", stderr(&status));
+    assert!(String::from_utf8_lossy(&status.stdout).contains("log files extracted"));
+    let dump = on_read_only_cache(&env, "dump");
+    assert_eq!(String::from_utf8(dump.stdout).unwrap(), expected);
+    // a write-ahead log holding changes, and no -shm a reader could use: said exactly
+    let writer = rusqlite::Connection::open(env.cache.join("s3tally.sqlite")).unwrap();
+    writer
+        .execute("INSERT INTO meta(key, value) VALUES ('probe', '1')", [])
+        .unwrap();
+    std::fs::remove_file(env.cache.join("s3tally.sqlite-shm")).unwrap();
+    let blocked = on_read_only_cache(&env, "status");
+    assert_eq!(blocked.status.code(), Some(1));
+    let text = stderr(&blocked);
+    assert!(
+        text.contains("s3tally.sqlite-wal holds changes not yet moved into the store"),
+        "{text}"
+    );
+    drop(writer);
+}
