@@ -53,29 +53,34 @@ impl Cache {
     }
 
     /// Creates the directory if needed (the only place that does), private to its owner (0700:
-    /// it holds raw IPs while they wait for a lookup); an existing one is made private too.
+    /// it holds raw IPs while they wait for a lookup). An existing cache (it holds a store) is
+    /// made private too; another existing directory is not changed (it may be shared, or a home
+    /// directory), and when others may enter it a warning says so (the files s3tally keeps there
+    /// are 0600 anyway).
     pub(crate) fn create(&self) -> Result<(), CreateError> {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         let error = |source| CreateError {
             path: self.dir.clone(),
             source,
         };
+        if let Ok(meta) = std::fs::metadata(&self.dir) {
+            let mode = meta.permissions().mode() & 0o777;
+            if meta.is_dir() && mode & 0o077 != 0 && self.has_store() {
+                std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))
+                    .map_err(error)?;
+            } else if meta.is_dir() && mode & 0o077 != 0 {
+                eprintln!(
+                    "warning: cache directory {} may be read by others (mode {mode:o}); its files are private, but `chmod 700` it to hide even their names",
+                    self.dir.display()
+                );
+            }
+            return Ok(());
+        }
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)
-            .map_err(error)?;
-        let private = std::fs::Permissions::from_mode(0o700);
-        if std::fs::metadata(&self.dir)
-            .map_err(error)?
-            .permissions()
-            .mode()
-            & 0o077
-            != 0
-        {
-            std::fs::set_permissions(&self.dir, private).map_err(error)?;
-        }
-        Ok(())
+            .map_err(error)
     }
 
     /// The directory itself.

@@ -415,3 +415,34 @@ fn the_publish_lint_reads_addresses_with_real_rules() {
         stderr(&refused)
     );
 }
+
+/// An existing cache written by an earlier version (0755) is made private; a directory that is
+/// not a cache yet (perhaps shared) is left as it is, with a warning.
+#[test]
+fn existing_caches_are_made_private_but_foreign_directories_are_not_changed() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.extract(&[&fixture("nasty/logs")], 0);
+    let open = std::fs::Permissions::from_mode(0o755);
+    std::fs::set_permissions(&env.cache, open.clone()).unwrap();
+    env.extract(&[&fixture("nasty/logs")], 0);
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&env.cache), 0o700);
+    let shared = env.dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, open).unwrap();
+    let foreign = std::process::Command::new(env!("CARGO_BIN_EXE_s3tally"))
+        .env("S3TALLY_CONFIG_DIR", &env.config)
+        .env("S3TALLY_SALT", &env.salt)
+        .args(["--cache", shared.to_str().unwrap(), "extract"])
+        .arg(fixture("nasty/logs"))
+        .output()
+        .unwrap();
+    assert!(foreign.status.success(), "{}", stderr(&foreign));
+    assert!(
+        stderr(&foreign).contains("may be read by others (mode 755)"),
+        "{}",
+        stderr(&foreign)
+    );
+    assert_eq!(mode(&shared), 0o755);
+}
