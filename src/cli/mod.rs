@@ -46,10 +46,12 @@ pub struct Cli {
 pub enum Command {
     /// Run every stage in order: extract, regions, summaries, totals, coordinates [, publish].
     ///
-    /// The CRON entry point. Each stage is incremental; a stage that cannot finish (stopped,
-    /// quota, missing key) is reported and the later stages still run on what is there, except a
-    /// stopped extraction, which ends the run (exit 3). One timestamped line per stage, then a
-    /// table. One run per cache at a time: a second one exits 1 naming the PID, or waits (--wait).
+    /// The CRON entry point. Each stage is incremental; a stage that cannot finish by itself
+    /// (quota, missing key, a failure) is reported and the later stages still run on what is
+    /// there. A stop request (`s3tally stop`, SIGINT, SIGTERM) ends the run after the current
+    /// stage (exit 3), and --publish happens only when no stage failed. One timestamped line per
+    /// stage, then a table. One run per cache at a time: a second one exits 1 naming the PID, or
+    /// waits (--wait).
     Run(Box<stages::RunArgs>),
     /// Extract successful GET requests from log files into the store (incremental, resumable).
     ///
@@ -74,8 +76,11 @@ pub enum Command {
     ///
     /// Layout: content/summaries/<dataset>/*.tsv, content/summaries/archive/*.tsv,
     /// content/totals.json, content/archive_totals.json, content/region_codes_to_coordinates.yaml.
-    /// Files of datasets that no longer exist are removed. Refuses (exit 1, naming file and line)
-    /// when a file holds an IP address or a requester index. No change, no commit.
+    /// It changes only the files it wrote (listed in content/.s3tally-manifest): those of
+    /// datasets that no longer exist are removed; anything else in the repository is left alone.
+    /// Refuses (exit 1, naming file and line) when a file or path holds an IP address or a
+    /// requester index, or when the summaries were written with weaker privacy settings than the
+    /// defaults (unless --allow-exact). No change, no commit.
     Publish(stages::PublishArgs),
     /// Print the written summaries as tables: the archive's, or one dataset's.
     Show(inspect::ShowArgs),

@@ -79,9 +79,11 @@ pub enum UpdateCommand {
     /// at once; on an exhausted quota or after the retries the stage stops with exit 3 and the rest
     /// stays pending for the next run.
     Regions(RegionsArgs),
-    /// Give every region label a latitude and longitude and write region_codes_to_coordinates.yaml.
+    /// Give every published region label a latitude and longitude and write
+    /// region_codes_to_coordinates.yaml.
     ///
-    /// Labels come from the store and from the by_region.tsv summaries. The built-in table (cloud
+    /// Labels come from the by_region.tsv summaries (only regions they name: a region pooled in
+    /// `other` is never placed nor published here), so run it after the summaries. The built-in table (cloud
     /// regions, labels geocoders get wrong) comes first, then earlier answers, then OpenCage
     /// (needs OPENCAGE_API_KEY), searched in the label's country; every answer is cached, so a
     /// label is geocoded once, ever. Labels without a place (bogon, unknown, missing, VPN, GitHub)
@@ -92,8 +94,9 @@ pub enum UpdateCommand {
     ///
     /// Figures come from the exact per-request data. Counts (requests, downloads, views,
     /// requesters) below --privacy-minimum are written `<50`, the others rounded to --round-to;
-    /// bytes are exact. A by_region.tsv is rewritten only when more than --region-threshold
-    /// resolved regions changed. A file whose content did not change is not rewritten.
+    /// bytes are exact. A region is named in by_region.tsv only when --region-min-requesters (5)
+    /// distinct requesters stand behind it, and a named row changes only when that many new ones
+    /// do; the rest is one `other` row. A file whose content did not change is not rewritten.
     Summaries(SummaryArgs),
     /// Write totals.json (by dataset) and archive_totals.json, private like the summaries.
     Totals(SummaryArgs),
