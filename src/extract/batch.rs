@@ -189,15 +189,52 @@ pub(super) fn stream_file(index: usize, file: &LogFile, sender: &SyncSender<Piec
     }
 }
 
+/// What was extracted: files, their bytes and lines, requests kept, excluded, lines rejected.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counts {
+    /// Log files.
+    pub files: u64,
+    /// Bytes of log files.
+    pub bytes: u64,
+    /// Lines read.
+    pub lines: u64,
+    /// GET-2xx requests kept.
+    pub requests: u64,
+    /// GET-2xx requests left out by exclusion.
+    pub excluded: u64,
+    /// Lines that could not be read.
+    pub rejected: u64,
+}
+
+impl Counts {
+    /// Adds other counts.
+    pub(crate) fn add(&mut self, other: &Counts) {
+        self.files += other.files;
+        self.bytes += other.bytes;
+        self.lines += other.lines;
+        self.requests += other.requests;
+        self.excluded += other.excluded;
+        self.rejected += other.rejected;
+    }
+
+    /// The counts of one extracted file.
+    fn of(record: &FileRecord) -> Counts {
+        Counts {
+            files: 1,
+            bytes: record.size,
+            lines: record.lines,
+            requests: record.requests,
+            excluded: record.excluded,
+            rejected: record.rejected,
+        }
+    }
+}
+
 /// What one batch added, merged into the report once it is committed.
 #[derive(Debug, Default)]
 pub(super) struct BatchCounts {
-    pub files: u64,
-    pub bytes: u64,
-    pub lines: u64,
-    pub requests: u64,
-    pub excluded: u64,
-    pub rejected: u64,
+    /// The files extracted.
+    pub counts: Counts,
     /// The first rejected lines of the batch, IPs masked.
     pub first_rejects: Vec<RejectRecord>,
     /// Files that failed before any of their requests was written: nothing to undo.
@@ -296,12 +333,7 @@ pub(super) fn write_batch(
                     |state| state.record,
                 );
                 batch.add_file(&record, now)?;
-                counts.files += 1;
-                counts.bytes += record.size;
-                counts.lines += record.lines;
-                counts.requests += record.requests;
-                counts.excluded += record.excluded;
-                counts.rejected += record.rejected;
+                counts.counts.add(&Counts::of(&record));
             }
             Piece::Failed { file, error } => {
                 if progressing.remove(&file).is_some() {

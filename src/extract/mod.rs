@@ -62,20 +62,10 @@ pub(crate) struct ExtractReport {
     pub warnings: Vec<String>,
     /// Files extracted before whose size has changed since (not extracted again).
     pub changed: Vec<String>,
-    /// Files extracted now.
-    pub extracted: u64,
+    /// What was extracted now.
+    pub extracted: batch::Counts,
     /// Files that could not be read (not recorded: they are tried again next time).
     pub failed: Vec<FailedFile>,
-    /// Bytes of log files extracted now.
-    pub bytes: u64,
-    /// Lines read.
-    pub lines: u64,
-    /// GET-2xx requests extracted.
-    pub requests: u64,
-    /// GET-2xx requests left out by exclusion.
-    pub excluded: u64,
-    /// Lines that could not be read.
-    pub rejected: u64,
     /// The first rejected lines, IPs masked.
     pub first_rejects: Vec<RejectRecord>,
     /// Batches committed.
@@ -89,12 +79,7 @@ pub(crate) struct ExtractReport {
 impl ExtractReport {
     /// Adds what a committed batch extracted.
     fn add(&mut self, counts: &batch::BatchCounts) {
-        self.extracted += counts.files;
-        self.bytes += counts.bytes;
-        self.lines += counts.lines;
-        self.requests += counts.requests;
-        self.excluded += counts.excluded;
-        self.rejected += counts.rejected;
+        self.extracted.add(&counts.counts);
         self.batches += 1;
         let room = 5usize.saturating_sub(self.first_rejects.len());
         self.first_rejects
@@ -115,16 +100,17 @@ impl stage::Report for ExtractReport {
 
     fn summary(&self) -> Vec<String> {
         let seconds = self.elapsed.as_secs_f64().max(1e-9);
+        let done = &self.extracted;
         let mut lines = vec![format!(
             "extract: {} new log files ({:.1} MB, {} lines) in {:.2} s ({:.0} MB/s): {} requests, {} excluded, {} rejected lines",
-            self.extracted,
-            self.bytes as f64 / 1e6,
-            self.lines,
+            done.files,
+            done.bytes as f64 / 1e6,
+            done.lines,
             seconds,
-            self.bytes as f64 / 1e6 / seconds,
-            self.requests,
-            self.excluded,
-            self.rejected
+            done.bytes as f64 / 1e6 / seconds,
+            done.requests,
+            done.excluded,
+            done.rejected
         )];
         lines.push(format!(
             "extract: {} log files found, {} already extracted, {} other files ignored",
@@ -143,10 +129,10 @@ impl stage::Report for ExtractReport {
                 reject.file, reject.line, reject.reason, reject.excerpt
             ));
         }
-        if self.rejected > self.first_rejects.len() as u64 {
+        if done.rejected > self.first_rejects.len() as u64 {
             lines.push(format!(
                 "rejected lines: {} in all, the first of each file are in {REJECTS_REPORT} in the cache",
-                self.rejected
+                done.rejected
             ));
         }
         for warning in &self.warnings {
@@ -184,13 +170,16 @@ impl stage::Report for ExtractReport {
     }
 
     fn new_work(&self) -> String {
-        format!("{} files, {} requests", self.extracted, self.requests)
+        format!(
+            "{} files, {} requests",
+            self.extracted.files, self.extracted.requests
+        )
     }
 
     fn pending(&self) -> String {
         if self.stopped {
             let left = self.found.saturating_sub(
-                self.already_extracted + self.extracted + self.duplicates.len() as u64,
+                self.already_extracted + self.extracted.files + self.duplicates.len() as u64,
             );
             format!("{left} files")
         } else {
@@ -239,9 +228,9 @@ fn extract(context: &Context<'_>, options: &ExtractOptions) -> anyhow::Result<Ex
             let counts = extract_batch(store, &mut ids, files, pause, &mut report)?;
             committed += 1;
             progress.advance(
-                counts.files,
-                counts.bytes,
-                &format!("{} requests", counts.requests),
+                counts.counts.files,
+                counts.counts.bytes,
+                &format!("{} requests", counts.counts.requests),
             );
         }
         Ok(())

@@ -70,22 +70,20 @@ async fn download(
     url: &str,
     client: &reqwest::Client,
 ) -> Result<(RangeTable, Vec<u8>), String> {
+    // shown without credentials
     let shown = crate::http::display_url(url);
-    let url_text = &shown;
     let response = client
         .get(url)
         .send()
         .await
-        .map_err(|e| format!("{url_text}: {}", crate::http::describe(&e)))?;
+        .map_err(|e| format!("{shown}: {}", crate::http::describe(&e)))?;
     let status = response.status();
     if !status.is_success() {
-        return Err(format!("{url_text}: HTTP {}", status.as_u16()));
+        return Err(format!("{shown}: HTTP {}", status.as_u16()));
     }
     let data = crate::http::read_body(response, crate::http::MAX_BODY_BYTES)
         .await
-        .map_err(|why| format!("{url_text}: {why}"))?;
-    let table = service
-        .parse(&data)
-        .map_err(|e| format!("{url_text}: {e}"))?;
+        .map_err(|why| format!("{shown}: {why}"))?;
+    let table = service.parse(&data).map_err(|e| format!("{shown}: {e}"))?;
     Ok((table, data))
 }

@@ -9,6 +9,7 @@ use super::grouping::{Grouping, UNDETERMINED};
 use crate::bins::{self, BinRequest};
 use crate::labels::{LabelKind, RegionLabel};
 use crate::output::escape_controls;
+use crate::privacy::mask_ips;
 use crate::store::{BatchNumber, LabelRound, RequesterId, Store};
 
 /// How many keys counted under `undetermined` a run names.
@@ -185,7 +186,9 @@ pub(crate) fn tally(
                 let (count, first) = &mut undetermined_keys;
                 *count += 1;
                 if first.len() < UNDETERMINED_SHOWN {
-                    first.push(escape_controls(&String::from_utf8_lossy(key)).into_owned());
+                    // said in the CRON log: no address, no control character
+                    let key = String::from_utf8_lossy(key);
+                    first.push(escape_controls(&mask_ips(&key)).into_owned());
                 }
             }
             current_asset = located.map(|(dataset, asset)| {
@@ -275,13 +278,12 @@ pub(crate) fn tally(
         }
     }
 
-    let mut tallies = Tallies {
-        undetermined_keys,
-        ..Tallies::default()
-    };
-    for (index, (dataset, asset)) in assets.into_iter().enumerate() {
-        let tally = tallies.datasets.entry(dataset.clone()).or_default();
-        let overflow = |Overflow| Overflow::of(&dataset);
+    // each dataset's tally, by the dataset's index
+    let mut by_index: Vec<Tally> = vec![Tally::default(); datasets.len()];
+    for (index, (_, asset)) in assets.into_iter().enumerate() {
+        let dataset = dataset_of_asset[index] as usize;
+        let overflow = |Overflow| Overflow::of(&datasets[dataset]);
+        let tally = &mut by_index[dataset];
         tally.total.add(&by_asset[index]).map_err(overflow)?;
         tally
             .by_asset
@@ -291,43 +293,29 @@ pub(crate) fn tally(
             .map_err(overflow)?;
     }
     for ((dataset, day), figures) in by_day {
-        tallies
-            .datasets
-            .entry(datasets[dataset as usize].clone())
-            .or_default()
-            .by_day
-            .insert(day, figures);
+        by_index[dataset as usize].by_day.insert(day, figures);
     }
     for ((dataset, region), figures) in by_region {
-        tallies
-            .datasets
-            .entry(datasets[dataset as usize].clone())
-            .or_default()
+        by_index[dataset as usize]
             .by_region
             .insert(regions[region as usize].clone(), figures);
     }
-    for (dataset, set) in requesters {
-        tallies
-            .datasets
-            .entry(datasets[dataset as usize].clone())
-            .or_default()
-            .requesters = set;
-    }
     for ((dataset, region), set) in region_requesters {
-        tallies
-            .datasets
-            .entry(datasets[dataset as usize].clone())
-            .or_default()
+        by_index[dataset as usize]
             .region_requesters
             .insert(regions[region as usize].clone(), set);
     }
-    for (dataset, set) in github_requesters {
-        tallies
-            .datasets
-            .entry(datasets[dataset as usize].clone())
-            .or_default()
-            .github_requesters = set;
+    for (dataset, set) in requesters {
+        by_index[dataset as usize].requesters = set;
     }
+    for (dataset, set) in github_requesters {
+        by_index[dataset as usize].github_requesters = set;
+    }
+    let mut tallies = Tallies {
+        datasets: datasets.into_iter().zip(by_index).collect(),
+        undetermined_keys,
+        ..Tallies::default()
+    };
     tallies.merge_archive()?;
     Ok(tallies)
 }

@@ -371,13 +371,7 @@ fn a_redirect_is_not_followed_with_the_key() {
     let env = labelled();
     let elsewhere = MockServer::start(|request, _| geocode_answer(request));
     let target = format!("{}/geocode/v1/json", elsewhere.url);
-    let redirecting = MockServer::start(move |_, _| {
-        Reply::Respond(
-            302,
-            vec![("Location".into(), target.clone())],
-            String::new(),
-        )
-    });
+    let redirecting = MockServer::redirecting(302, target);
     let output = coordinates(&env, Some(&redirecting), &[]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(

@@ -116,14 +116,7 @@ fn log(dir: &Path, name: &str, requests: &[(&str, u64)]) {
 }
 
 fn run_and_publish(env: &Env, logs: &Path, repo: &Path, ipinfo: &MockServer) -> Output {
-    let mut command = env.command(&[
-        "run",
-        logs.to_str().unwrap(),
-        "--ranges-dir",
-        fixture("ranges").to_str().unwrap(),
-        "--publish",
-        repo.to_str().unwrap(),
-    ]);
+    let mut command = crate::common::run_and_publish(env, logs, repo);
     command
         .env("IPINFO_API_KEY", TOKEN)
         .env("IPINFO_URL", &ipinfo.url)

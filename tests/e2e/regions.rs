@@ -700,13 +700,7 @@ fn an_ipinfo_redirect_is_not_followed() {
     let env = extracted();
     let elsewhere = MockServer::start(|request, _| batch_answer(request, &[]));
     let target = format!("{}/batch", elsewhere.url);
-    let redirecting = MockServer::start(move |_, _| {
-        Reply::Respond(
-            307,
-            vec![("Location".into(), target.clone())],
-            String::new(),
-        )
-    });
+    let redirecting = MockServer::redirecting(307, target);
     let output = regions(&env, Some(&redirecting), &[]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(
@@ -734,13 +728,7 @@ fn a_range_list_redirect_to_plain_http_is_not_followed() {
         )
     });
     let target = format!("{}/aws.json", lists.url);
-    let redirecting = MockServer::start(move |_, _| {
-        Reply::Respond(
-            302,
-            vec![("Location".into(), target.clone())],
-            String::new(),
-        )
-    });
+    let redirecting = MockServer::redirecting(302, target);
     let mut command = env.command(&["update", "regions", "--timeout", "2"]);
     command
         .env_remove("IPINFO_API_KEY")

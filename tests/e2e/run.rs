@@ -45,14 +45,7 @@ fn opencage() -> MockServer {
 
 /// `run` on `logs` with both mock services, publishing into `repo`.
 fn run(env: &Env, logs: &Path, repo: &Path, ipinfo: &MockServer, opencage: &MockServer) -> Output {
-    let mut command = env.command(&[
-        "run",
-        logs.to_str().unwrap(),
-        "--ranges-dir",
-        fixture("ranges").to_str().unwrap(),
-        "--publish",
-        repo.to_str().unwrap(),
-    ]);
+    let mut command = crate::common::run_and_publish(env, logs, repo);
     command
         .env("IPINFO_API_KEY", "token")
         .env("IPINFO_URL", &ipinfo.url)

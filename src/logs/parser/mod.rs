@@ -119,7 +119,8 @@ fn operation<'a>(cursor: &mut Cursor<'a>) -> Result<&'a [u8], Reject> {
     let mut before = 0;
     loop {
         let token = cursor.token().ok_or(Reject::TooShort)?;
-        if before >= 2 && is_operation(token) {
+        // the usual operation first: no need to look at its shape
+        if before >= 2 && (token == GET_OBJECT || is_operation(token)) {
             return Ok(token);
         }
         before += 1;

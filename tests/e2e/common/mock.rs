@@ -40,6 +40,15 @@ pub(crate) enum Reply {
 }
 
 impl Reply {
+    /// A redirect with this status to `location`.
+    pub(crate) fn redirect(status: u16, location: &str) -> Self {
+        Reply::Respond(
+            status,
+            vec![("Location".into(), location.to_owned())],
+            String::new(),
+        )
+    }
+
     /// A JSON answer with this status.
     #[allow(
         clippy::needless_pass_by_value,
@@ -64,6 +73,11 @@ pub(crate) struct MockServer {
 }
 
 impl MockServer {
+    /// A server that answers every request with a redirect to `location`.
+    pub(crate) fn redirecting(status: u16, location: String) -> MockServer {
+        MockServer::start(move |_, _| Reply::redirect(status, &location))
+    }
+
     /// Starts a server calling `handler(request, index of the request from 0)`.
     pub(crate) fn start(
         handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,

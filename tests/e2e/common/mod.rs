@@ -246,3 +246,15 @@ pub(crate) fn git(repo: &Path, args: &[&str]) -> String {
     );
     String::from_utf8(output.stdout).unwrap()
 }
+
+/// `run` on `logs` with the bundled range lists, publishing into `repo`.
+pub(crate) fn run_and_publish(env: &Env, logs: &Path, repo: &Path) -> Command {
+    env.command(&[
+        "run",
+        logs.to_str().unwrap(),
+        "--ranges-dir",
+        fixture("ranges").to_str().unwrap(),
+        "--publish",
+        repo.to_str().unwrap(),
+    ])
+}
