@@ -19,6 +19,7 @@ mod bins;
 mod cache;
 mod config;
 mod coordinates;
+mod datasets;
 mod extract;
 mod http;
 mod inspect;

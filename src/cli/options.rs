@@ -11,6 +11,8 @@ use ipnet::IpNet;
 
 use crate::cache::Cache;
 use crate::coordinates::{CoordinatesOptions, Forget, opencage};
+use crate::datasets::asset_types::AssetTypes;
+use crate::datasets::map::DatasetMap;
 use crate::exit::UsageError;
 use crate::extract::ExtractOptions;
 use crate::http::RetryPolicy;
@@ -20,6 +22,7 @@ use crate::regions::ranges::Service;
 use crate::regions::{RegionsOptions, ipinfo, todays_partition};
 use crate::summaries::SummaryOptions;
 use crate::summaries::disclosure::Privacy;
+use crate::summaries::excluded::ExcludedRequesters;
 use crate::summaries::grouping::Grouping;
 
 /// What comes from the environment: API keys and range-list URLs, read once per command.
@@ -232,6 +235,24 @@ pub struct SummaryArgs {
     /// Count every key below PREFIX<id>/ as the one asset <id> (repeatable), e.g. zarr/.
     #[arg(long, value_name = "PREFIX")]
     pub collapse_prefix: Vec<String>,
+    /// The archive's map of object keys to datasets and asset paths: a TSV with the header
+    /// `key<TAB>dataset_id<TAB>asset_path`, a key ending in `/` covering every key below it
+    /// (`s3tally map dandi` writes one; see docs/dandi.md). Replaces --dataset-depth and
+    /// --collapse-prefix: keys under the map's top-level prefixes without a row are counted under
+    /// `undetermined`, others under `unassociated`; a key with rows for several datasets counts
+    /// in each (and once in the archive).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["dataset_depth", "collapse_prefix"])]
+    pub dataset_map: Option<PathBuf>,
+    /// Asset type rules for by_asset_type_per_week.tsv, replacing DANDI's (Neurophysiology,
+    /// Microscopy, Video, Miscellaneous): `suffix<TAB>type` per line, first match wins, `*` for the
+    /// rest (see docs/dandi.md).
+    #[arg(long, value_name = "FILE")]
+    pub asset_types: Option<PathBuf>,
+    /// Leave out, at summary time, the requests of the addresses in FILE (one IP per line, `#`
+    /// comments), e.g. the archive's own servers, from figures already extracted. Matched through
+    /// the salted requester indexes: no raw IP is kept.
+    #[arg(long, value_name = "FILE")]
+    pub exclude_ips_file: Option<PathBuf>,
     /// Counts below this are written `<N>`.
     #[arg(long, default_value_t = 50, value_name = "N")]
     pub privacy_minimum: u64,
@@ -272,6 +293,7 @@ impl SummaryArgs {
                 collapse_prefixes: self.collapse_prefix.clone(),
                 pick: self.pick.clone(),
                 skip: self.skip.clone(),
+                ..Grouping::default()
             },
             privacy: Privacy {
                 minimum: self.privacy_minimum,
@@ -280,6 +302,43 @@ impl SummaryArgs {
             },
             full: self.full,
         })
+    }
+}
+
+impl SummaryArgs {
+    /// The summaries and totals stages' options with the files they name read: the dataset map,
+    /// the asset type rules, the excluded addresses (as salted indexes, with the salt from
+    /// `config_dir`).
+    pub(super) fn load(
+        &self,
+        cache: &Cache,
+        config_dir: &std::path::Path,
+    ) -> anyhow::Result<SummaryOptions> {
+        let mut options = self.options(cache)?;
+        if let Some(path) = &self.dataset_map {
+            let started = std::time::Instant::now();
+            let map = DatasetMap::load(path)?;
+            eprintln!(
+                "dataset map: {} rows, {} datasets, under {} ({:.1} s)",
+                map.len(),
+                map.dataset_count(),
+                map.layouts()
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                started.elapsed().as_secs_f64()
+            );
+            options.grouping.map = Some(std::sync::Arc::new(map));
+        }
+        if let Some(path) = &self.asset_types {
+            options.grouping.asset_types = AssetTypes::load(path)?;
+        }
+        if let Some(path) = &self.exclude_ips_file {
+            options.grouping.excluded =
+                ExcludedRequesters::from_file(path, &Salt::load(config_dir)?)?;
+        }
+        Ok(options)
     }
 }
 

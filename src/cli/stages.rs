@@ -200,7 +200,7 @@ fn configure_threads(threads: Option<usize>) -> anyhow::Result<()> {
 pub(super) fn run(place: &Place, args: RunArgs) -> anyhow::Result<Outcome> {
     let cache = place.cache()?;
     let environment = Environment::from_env();
-    let summaries = args.summaries.options(&cache)?;
+    let summaries = args.summaries.load(&cache, &place.config_dir)?;
     warn_if_exact(&summaries);
     check_dirs("log directory", &args.log_dirs)?;
     let extract = args
@@ -265,12 +265,12 @@ pub(super) fn update(place: &Place, command: UpdateCommand) -> anyhow::Result<Ou
             Writing::open_existing(cache)?.run_stage::<Coordinates>(&options)
         }
         UpdateCommand::Summaries(args) => {
-            let options = args.options(&cache)?;
+            let options = args.load(&cache, &place.config_dir)?;
             warn_if_exact(&options);
             Writing::open_existing(cache)?.run_stage::<Summaries>(&options)
         }
         UpdateCommand::Totals(args) => {
-            let options = args.options(&cache)?;
+            let options = args.load(&cache, &place.config_dir)?;
             warn_if_exact(&options);
             Writing::open_existing(cache)?.run_stage::<Totals>(&options)
         }

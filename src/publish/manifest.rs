@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::PublishError;
 use super::git::git;
+use crate::summaries::tables::DATASET_FILES;
 
 /// File name of the manifest inside the content directory.
 pub(super) const MANIFEST: &str = ".s3tally-manifest";
@@ -27,13 +28,6 @@ pub(super) fn previous(content_root: &Path) -> Result<BTreeSet<String>, PublishE
 
 /// The files under `content_root` named like s3tally's outputs.
 fn named_like_ours(content_root: &Path) -> BTreeSet<String> {
-    const OURS: [&str; 5] = [
-        "by_day.tsv",
-        "by_asset.tsv",
-        "by_region.tsv",
-        "requester_count.tsv",
-        "by_asset_type_per_week.tsv",
-    ];
     let mut found: BTreeSet<String> = [
         "totals.json",
         "archive_totals.json",
@@ -50,7 +44,7 @@ fn named_like_ours(content_root: &Path) -> BTreeSet<String> {
     {
         let name = entry.file_name().to_string_lossy();
         if entry.file_type().is_file()
-            && OURS.contains(&name.as_ref())
+            && DATASET_FILES.contains(&name.as_ref())
             && let Ok(relative) = entry.path().strip_prefix(content_root)
         {
             found.insert(relative.to_string_lossy().replace('\\', "/"));

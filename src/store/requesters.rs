@@ -3,8 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rusqlite::params;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use rusqlite::{OptionalExtension, params};
 
 use super::{LabelRound, RequesterId, Store, StoreError};
 use crate::labels::RegionLabel;
@@ -142,6 +142,27 @@ impl Store {
             [],
             |row| Ok((row.get(0)?, row.get::<_, i64>(1)?.cast_unsigned())),
         )
+    }
+
+    /// The ids of the requesters with these salted indexes (those the store has seen).
+    pub(crate) fn requesters_with_indexes(
+        &self,
+        indexes: &[[u8; 32]],
+    ) -> Result<HashSet<RequesterId>, StoreError> {
+        self.with(|conn| {
+            let mut query =
+                conn.prepare_cached("SELECT id FROM requesters WHERE requester_index = ?1")?;
+            let mut found = HashSet::new();
+            for index in indexes {
+                if let Some(id) = query
+                    .query_row([index.as_slice()], |row| row.get(0))
+                    .optional()?
+                {
+                    found.insert(id);
+                }
+            }
+            Ok(found)
+        })
     }
 
     /// Every requester's salted index.

@@ -30,17 +30,26 @@ impl Store {
         })
     }
 
-    /// Replaces the saved figures of the datasets given (all of them when `replace_all`), with
-    /// the state they correspond to, in one transaction.
+    /// Saves figures: replaces every dataset's (`removed` is `None`) or those given, deleting
+    /// the `removed` ones; and the stage states they correspond to, in the same transaction.
     pub(crate) fn save_tallies(
         &self,
+        removed: Option<&[String]>,
         tallies: &[(String, String)],
-        replace_all: bool,
-        state: &str,
+        states: &[(&str, &str)],
     ) -> Result<(), StoreError> {
         self.in_transaction(|tx| {
-            if replace_all {
-                tx.execute("DELETE FROM dataset_tallies", [])?;
+            match removed {
+                None => {
+                    tx.execute("DELETE FROM dataset_tallies", [])?;
+                }
+                Some(removed) => {
+                    let mut delete =
+                        tx.prepare_cached("DELETE FROM dataset_tallies WHERE dataset = ?1")?;
+                    for dataset in removed {
+                        delete.execute([dataset])?;
+                    }
+                }
             }
             let mut insert = tx.prepare_cached(
                 "INSERT OR REPLACE INTO dataset_tallies(dataset, data) VALUES (?1, ?2)",
@@ -48,11 +57,13 @@ impl Store {
             for (dataset, data) in tallies {
                 insert.execute([dataset, data])?;
             }
-            tx.execute(
-                "INSERT INTO meta(key, value) VALUES ('state:tallies', ?1)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                [state],
-            )?;
+            for (key, value) in states {
+                tx.execute(
+                    "INSERT INTO meta(key, value) VALUES ('state:' || ?1, ?2)
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    [key, value],
+                )?;
+            }
             Ok(())
         })
     }

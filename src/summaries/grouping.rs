@@ -9,6 +9,11 @@
 //! `archive_totals.json`, `region_codes_to_coordinates.yaml`, in any case). Asset paths are only
 //! rows, never paths; their control characters are written `%XX`.
 
+use std::sync::Arc;
+
+use super::excluded::ExcludedRequesters;
+use crate::datasets::asset_types::AssetTypes;
+use crate::datasets::map::{DatasetMap, Mapped};
 use crate::output::escape_controls;
 
 /// The dataset of keys without enough segments.
@@ -41,17 +46,39 @@ pub(crate) fn is_safe_dataset(name: &str) -> bool {
         })
 }
 
-/// How object keys map to datasets and assets, and which datasets to summarize.
+/// One place a key's requests are counted: a dataset, the asset inside it, and whether the
+/// archive-wide figures count them through this dataset (a key shared by several datasets counts
+/// in each, but once in the archive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Place {
+    /// The dataset.
+    pub dataset: String,
+    /// The asset path inside it (control characters escaped).
+    pub asset: String,
+    /// The archive counts the key through this dataset.
+    pub in_archive: bool,
+}
+
+/// What is counted where: how object keys map to datasets and assets (by their segments, or by
+/// the archive's dataset map), which datasets to summarize, each asset's type, and which
+/// requesters to leave out.
 #[derive(Debug, Clone)]
 pub(crate) struct Grouping {
-    /// Segments of the key that name the dataset.
+    /// Segments of the key that name the dataset (without a map).
     pub dataset_depth: usize,
-    /// Keys below `<prefix><id>/` count as the one asset `<id>` (directory-like stores).
+    /// Keys below `<prefix><id>/` count as the one asset `<id>` (directory-like stores, without a
+    /// map).
     pub collapse_prefixes: Vec<String>,
+    /// The archive's dataset map: replaces the two above.
+    pub map: Option<Arc<DatasetMap>>,
     /// Only these datasets (all when empty).
     pub pick: Vec<String>,
     /// Not these datasets.
     pub skip: Vec<String>,
+    /// The type of each asset, for `by_asset_type_per_week.tsv`.
+    pub asset_types: AssetTypes,
+    /// Requesters whose requests are not counted (`--exclude-ips-file`).
+    pub excluded: ExcludedRequesters,
 }
 
 impl Default for Grouping {
@@ -59,17 +86,78 @@ impl Default for Grouping {
         Self {
             dataset_depth: 1,
             collapse_prefixes: Vec::new(),
+            map: None,
             pick: Vec::new(),
             skip: Vec::new(),
+            asset_types: AssetTypes::default(),
+            excluded: ExcludedRequesters::default(),
         }
     }
 }
 
 impl Grouping {
-    /// The dataset and asset (percent-decoded, control characters escaped) of an object key;
-    /// `None` for a dataset not picked. A dataset name that cannot be a directory gives
-    /// [`UNDETERMINED`], with the whole key as the asset.
-    pub(crate) fn locate(&self, key: &[u8]) -> Option<(String, String)> {
+    /// What the saved figures depend on besides the map's rows (whose changes are followed per
+    /// dataset): a change here computes every dataset again.
+    pub(crate) fn figures_key(&self) -> String {
+        let layouts = self.map.as_ref().map(|map| map.layouts());
+        format!(
+            "depth {} collapse {:?} map {:?} pick {:?} skip {:?} {:?} {:?}",
+            self.dataset_depth,
+            self.collapse_prefixes,
+            layouts,
+            self.pick,
+            self.skip,
+            self.asset_types,
+            self.excluded
+        )
+    }
+
+    /// Where an object key's requests are counted: one place, or one per dataset of a key the map
+    /// shares between datasets; none for datasets not picked. A dataset name that cannot be a
+    /// directory, or a key under the map's layouts without a row, gives [`UNDETERMINED`] with the
+    /// whole key as the asset.
+    pub(crate) fn locate(&self, key: &[u8]) -> Vec<Place> {
+        let picked = |dataset: &str| {
+            (self.pick.is_empty() || self.pick.iter().any(|p| p == dataset))
+                && !self.skip.iter().any(|s| s == dataset)
+        };
+        let whole_key = |dataset: &str| {
+            let key = String::from_utf8_lossy(key);
+            let asset = percent_encoding::percent_decode_str(&key).decode_utf8_lossy();
+            Place {
+                dataset: dataset.to_owned(),
+                asset: escape_controls(&asset).into_owned(),
+                in_archive: true,
+            }
+        };
+        let mut places = match &self.map {
+            Some(map) => match map.locate(key) {
+                Mapped::To(found) => {
+                    let found: Vec<(u32, &str)> = found
+                        .into_iter()
+                        .filter(|(dataset, _)| picked(map.dataset_name(*dataset)))
+                        .collect();
+                    let primary = map.primary(&found);
+                    return found
+                        .into_iter()
+                        .map(|(dataset, asset)| Place {
+                            dataset: map.dataset_name(dataset).to_owned(),
+                            asset: escape_controls(asset).into_owned(),
+                            in_archive: Some(dataset) == primary,
+                        })
+                        .collect();
+                }
+                Mapped::Undetermined => vec![whole_key(UNDETERMINED)],
+                Mapped::Unassociated => vec![whole_key(UNASSOCIATED)],
+            },
+            None => vec![self.by_segments(key)],
+        };
+        places.retain(|place| picked(&place.dataset));
+        places
+    }
+
+    /// The dataset and asset of a key by its leading segments (no map).
+    fn by_segments(&self, key: &[u8]) -> Place {
         let mut key = String::from_utf8_lossy(key).into_owned();
         for prefix in &self.collapse_prefixes {
             if let Some(rest) = key.strip_prefix(prefix.as_str())
@@ -88,12 +176,12 @@ impl Grouping {
         } else {
             (UNDETERMINED.to_owned(), key.clone())
         };
-        let picked =
-            (self.pick.is_empty() || self.pick.contains(&dataset)) && !self.skip.contains(&dataset);
-        picked.then(|| {
-            let asset = percent_encoding::percent_decode_str(&asset).decode_utf8_lossy();
-            (dataset, escape_controls(&asset).into_owned())
-        })
+        let asset = percent_encoding::percent_decode_str(&asset).decode_utf8_lossy();
+        Place {
+            dataset,
+            asset: escape_controls(&asset).into_owned(),
+            in_archive: true,
+        }
     }
 }
 
@@ -104,7 +192,11 @@ mod tests {
     #[test]
     fn keys_map_to_datasets_and_assets() {
         let mut grouping = Grouping::default();
-        let locate = |g: &Grouping, key: &str| g.locate(key.as_bytes());
+        let locate = |g: &Grouping, key: &str| {
+            g.locate(key.as_bytes())
+                .pop()
+                .map(|place| (place.dataset, place.asset))
+        };
         assert_eq!(
             locate(&grouping, "ds1/sub-1/a%20b.nii"),
             Some(("ds1".into(), "sub-1/a b.nii".into()))
@@ -143,7 +235,10 @@ mod tests {
     #[test]
     fn names_that_cannot_be_a_directory_go_to_undetermined() {
         let grouping = Grouping::default();
-        let locate = |key: &str| grouping.locate(key.as_bytes()).unwrap();
+        let locate = |key: &str| {
+            let place = grouping.locate(key.as_bytes()).pop().unwrap();
+            (place.dataset, place.asset)
+        };
         let long = format!("{}/a", "d".repeat(201));
         for key in [
             "../etc/passwd",
@@ -172,9 +267,9 @@ mod tests {
             dataset_depth: 2,
             ..Grouping::default()
         };
-        assert_eq!(deep.locate(b"dandisets/../x").unwrap().0, UNDETERMINED);
+        assert_eq!(deep.locate(b"dandisets/../x")[0].dataset, UNDETERMINED);
         assert_eq!(
-            deep.locate(b"dandisets/000001/a").unwrap().0,
+            deep.locate(b"dandisets/000001/a")[0].dataset,
             "dandisets/000001"
         );
         // assets are rows: their control characters are escaped once decoded

@@ -9,6 +9,7 @@
 //! count. Keys map to datasets and assets by [`grouping`].
 
 pub(crate) mod disclosure;
+pub(crate) mod excluded;
 pub(crate) mod grouping;
 pub(crate) mod tables;
 pub(crate) mod tally;
@@ -107,6 +108,8 @@ pub(crate) struct SummaryReport {
     pub written: Vec<PathBuf>,
     /// Files whose content did not change.
     pub unchanged: u64,
+    /// Files of datasets that no longer exist, removed.
+    pub removed: usize,
     /// Region rows pooled in `other` (fewer than K requesters), over every `by_region.tsv`.
     pub pooled: usize,
     /// Named region rows kept at their last published values (fewer than K new requesters).
@@ -152,6 +155,12 @@ impl stage::Report for SummaryReport {
             self.written.len(),
             self.unchanged
         )];
+        if self.removed > 0 {
+            lines.push(format!(
+                "{stage}: {} files of datasets that no longer exist removed",
+                self.removed
+            ));
+        }
         if stage == Summaries::NAME && self.pooled + self.held > 0 {
             lines.push(format!(
                 "{stage}: region rows: {} pooled in `other` (fewer than K requesters behind each), {} kept at their last published values (fewer than K new requesters)",
@@ -161,7 +170,7 @@ impl stage::Report for SummaryReport {
         let (count, first) = &self.undetermined_keys;
         if *count > 0 && stage == Summaries::NAME {
             lines.push(format!(
-                "warning: {count} object keys name no dataset that can be a directory and are counted under `{}`: {}",
+                "warning: {count} object keys have no row in the dataset map or name no dataset that can be a directory, and are counted under `{}`: {}",
                 grouping::UNDETERMINED,
                 first
                     .iter()

@@ -1,5 +1,6 @@
 //! Writing the TSV summaries: per dataset `by_day.tsv`, `by_asset.tsv`, `by_region.tsv`,
-//! `requester_count.tsv`, and the archive's (without `by_asset.tsv`).
+//! `by_asset_type_per_week.tsv`, `requester_count.tsv`, and the archive's (without
+//! `by_asset.tsv`); and removing those of datasets that no longer exist.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,6 +33,69 @@ fn table<K>(
     text
 }
 
+/// `by_asset_type_per_week.tsv`: `week_start` (a Monday) then the bytes sent of each asset type,
+/// in the rules' order, every type always (0 when none).
+fn weekly_types(tally: &Tally, types: &[String]) -> String {
+    let mut text = format!("week_start\t{}\n", types.join("\t"));
+    for (week, bytes) in &tally.by_type_week {
+        text.push_str(&date(*week));
+        for name in types {
+            text.push_str(&format!("\t{}", bytes.get(name).copied().unwrap_or(0)));
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// The files a dataset's directory holds.
+pub(crate) const DATASET_FILES: [&str; 5] = [
+    "by_day.tsv",
+    "by_asset.tsv",
+    "by_region.tsv",
+    "by_asset_type_per_week.tsv",
+    "requester_count.tsv",
+];
+
+/// Removes the summary files of datasets not in `current` (nor the archive) from `output_dir`,
+/// and their directories when that empties them: a dataset the map no longer names, or one no
+/// longer picked, is not published any more. Files of other names are left. Returns how many
+/// files were removed.
+fn remove_stale(output_dir: &Path, current: &BTreeMap<String, Tally>) -> std::io::Result<usize> {
+    let mut stale = Vec::new();
+    for entry in walkdir::WalkDir::new(output_dir)
+        .min_depth(2)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        let name = entry.file_name().to_string_lossy();
+        if !entry.file_type().is_file() || !DATASET_FILES.contains(&name.as_ref()) {
+            continue;
+        }
+        let Some(dataset) = entry
+            .path()
+            .parent()
+            .and_then(|dir| dir.strip_prefix(output_dir).ok())
+            .map(|dir| dir.to_string_lossy().replace('\\', "/"))
+        else {
+            continue;
+        };
+        if dataset != ARCHIVE && !current.contains_key(&dataset) {
+            stale.push(entry.into_path());
+        }
+    }
+    for path in &stale {
+        std::fs::remove_file(path)?;
+        let mut parent = path.parent();
+        while let Some(dir) = parent
+            && dir != output_dir
+            && std::fs::remove_dir(dir).is_ok()
+        {
+            parent = dir.parent();
+        }
+    }
+    Ok(stale.len())
+}
+
 /// A day number as `YYYY-MM-DD`.
 fn date(day: i64) -> String {
     chrono::DateTime::from_timestamp(day * 86_400, 0)
@@ -40,10 +104,6 @@ fn date(day: i64) -> String {
 }
 
 /// Writes the summaries of every dataset and of the archive.
-#[allow(
-    clippy::unnecessary_wraps,
-    reason = "one signature for the writers of both stages; a dataset's failure is reported, not returned"
-)]
 pub(crate) fn write_summaries(
     publication: &Publication<'_>,
     options: &SummaryOptions,
@@ -69,6 +129,9 @@ pub(crate) fn write_summaries(
     if let Err(error) = write_tables(report, &archive, archive_figures, false, options) {
         report.failed.push((ARCHIVE.to_owned(), error.to_string()));
     }
+    if report.failed.is_empty() {
+        report.removed = remove_stale(&options.output_dir, &tallies.datasets)?;
+    }
     Ok(())
 }
 
@@ -91,6 +154,11 @@ fn write_tables(
     }
     let by_region = table("region", &regions.rows, privacy, RegionLabel::to_string);
     report.write(base.join("by_region.tsv"), &by_region)?;
+    let types = options.grouping.asset_types.names();
+    report.write(
+        base.join("by_asset_type_per_week.tsv"),
+        &weekly_types(tally, types),
+    )?;
     let requesters = privacy.count(tally.requesters.len() as u64);
     report.write(base.join("requester_count.tsv"), &format!("{requesters}\n"))
 }

@@ -43,6 +43,14 @@ impl Figures {
         Ok(())
     }
 
+    /// Takes away figures that were added before (a part of these).
+    fn subtract(&mut self, part: &Figures) {
+        self.bytes_sent = self.bytes_sent.saturating_sub(part.bytes_sent);
+        self.requests = self.requests.saturating_sub(part.requests);
+        self.downloads = self.downloads.saturating_sub(part.downloads);
+        self.views = self.views.saturating_sub(part.views);
+    }
+
     /// Adds one request.
     fn request(&mut self, request: &BinRequest) -> Result<(), Overflow> {
         self.bytes_sent = self
@@ -78,6 +86,13 @@ pub(crate) struct Tally {
     pub by_asset: BTreeMap<String, Figures>,
     /// By region label (`missing` while unresolved).
     pub by_region: BTreeMap<RegionLabel, Figures>,
+    /// Bytes sent by week (the day number of its Monday) and asset type.
+    #[serde(default)]
+    pub by_type_week: BTreeMap<i64, BTreeMap<String, u64>>,
+    /// What the archive does not count through this dataset: requests of keys shared with a
+    /// dataset counting them (see `grouping::Place`).
+    #[serde(default, skip_serializing_if = "Part::is_empty")]
+    pub not_in_archive: Part,
     /// Distinct requesters, GitHub excluded.
     pub requesters: HashSet<RequesterId>,
     /// The requesters labelled GitHub (not counted; kept to notice when one is relabelled).
@@ -88,6 +103,41 @@ pub(crate) struct Tally {
     pub region_requesters: BTreeMap<RegionLabel, HashSet<RequesterId>>,
     /// Everything.
     pub total: Figures,
+}
+
+/// Figures by day, region and week, and their total: a part of a [`Tally`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Part {
+    /// By day.
+    pub by_day: BTreeMap<i64, Figures>,
+    /// By region label.
+    pub by_region: BTreeMap<RegionLabel, Figures>,
+    /// Bytes sent by week and asset type.
+    pub by_type_week: BTreeMap<i64, BTreeMap<String, u64>>,
+    /// Everything.
+    pub total: Figures,
+}
+
+impl Part {
+    /// Whether it holds nothing.
+    fn is_empty(&self) -> bool {
+        *self == Part::default()
+    }
+}
+
+/// Adds the bytes of each week and type of `other` to `into`.
+fn add_weeks(
+    into: &mut BTreeMap<i64, BTreeMap<String, u64>>,
+    other: &BTreeMap<i64, BTreeMap<String, u64>>,
+) -> Result<(), Overflow> {
+    for (week, types) in other {
+        let week = into.entry(*week).or_default();
+        for (name, bytes) in types {
+            let sum = week.entry(name.clone()).or_default();
+            *sum = sum.checked_add(*bytes).ok_or(Overflow)?;
+        }
+    }
+    Ok(())
 }
 
 impl Tally {
@@ -101,6 +151,7 @@ impl Tally {
                 .or_default()
                 .add(figures)?;
         }
+        add_weeks(&mut self.by_type_week, &other.by_type_week)?;
         self.requesters.extend(&other.requesters);
         for (region, requesters) in &other.region_requesters {
             self.region_requesters
@@ -109,6 +160,34 @@ impl Tally {
                 .extend(requesters);
         }
         self.total.add(&other.total)
+    }
+
+    /// Takes away a part counted before (what a dataset does not bring to the archive). Every
+    /// day, region and week of it is also in the dataset the archive counts it through, so no
+    /// row empties.
+    fn subtract(&mut self, part: &Part) {
+        for (day, figures) in &part.by_day {
+            if let Some(mine) = self.by_day.get_mut(day) {
+                mine.subtract(figures);
+            }
+        }
+        for (region, figures) in &part.by_region {
+            if let Some(mine) = self.by_region.get_mut(region) {
+                mine.subtract(figures);
+            }
+        }
+        for (week, types) in &part.by_type_week {
+            for (name, bytes) in types {
+                if let Some(sum) = self
+                    .by_type_week
+                    .get_mut(week)
+                    .and_then(|w| w.get_mut(name))
+                {
+                    *sum = sum.saturating_sub(*bytes);
+                }
+            }
+        }
+        self.total.subtract(&part.total);
     }
 }
 
@@ -123,6 +202,92 @@ pub(crate) struct Tallies {
     /// `undetermined`): how many, and the first few, escaped.
     pub undetermined_keys: (u64, Vec<String>),
 }
+
+/// One asset of one dataset while counting.
+struct Asset {
+    /// The dataset (index).
+    dataset: u32,
+    /// The archive counts its requests through this dataset.
+    in_archive: bool,
+    /// Its type (index into the asset types' names).
+    kind: u16,
+    /// Its figures.
+    figures: Figures,
+}
+
+/// The Monday (day number) of the week of a day (day 0, 1970-01-01, was a Thursday).
+pub(crate) fn week_start(day: i64) -> i64 {
+    day - (day + 3).rem_euclid(7)
+}
+
+/// Figures by (dataset, day), (dataset, region) and (dataset, week, type), accumulated by index
+/// during the one pass over the bins, folded into maps at the end.
+#[derive(Default)]
+struct Sums {
+    days: FxHashMap<(u32, i64), Figures>,
+    regions: FxHashMap<(u32, u32), Figures>,
+    type_weeks: FxHashMap<(u32, i64, u16), u64>,
+}
+
+impl Sums {
+    /// Adds one request (or, without one, one view) of `asset` on `day` from `region`.
+    fn add(
+        &mut self,
+        asset: &Asset,
+        day: i64,
+        region: u32,
+        request: Option<&BinRequest>,
+    ) -> Result<(), Overflow> {
+        let dataset = asset.dataset;
+        let by_day = self.days.entry((dataset, day)).or_default();
+        let by_region = self.regions.entry((dataset, region)).or_default();
+        if let Some(request) = request {
+            by_day.request(request)?;
+            by_region.request(request)?;
+            let bytes = self
+                .type_weeks
+                .entry((dataset, week_start(day), asset.kind))
+                .or_default();
+            *bytes = bytes.checked_add(request.bytes_sent).ok_or(Overflow)?;
+        } else {
+            by_day.views += 1;
+            by_region.views += 1;
+        }
+        Ok(())
+    }
+
+    /// Moves the sums into each dataset's tally (`part` picks where in it).
+    fn fold(
+        self,
+        tallies: &mut [Tally],
+        regions: &[RegionLabel],
+        types: &[String],
+        part: fn(&mut Tally) -> PartMaps<'_>,
+    ) {
+        for ((dataset, day), figures) in self.days {
+            part(&mut tallies[dataset as usize]).0.insert(day, figures);
+        }
+        for ((dataset, region), figures) in self.regions {
+            part(&mut tallies[dataset as usize])
+                .1
+                .insert(regions[region as usize].clone(), figures);
+        }
+        for ((dataset, week, kind), bytes) in self.type_weeks {
+            part(&mut tallies[dataset as usize])
+                .2
+                .entry(week)
+                .or_default()
+                .insert(types[kind as usize].clone(), bytes);
+        }
+    }
+}
+
+/// The by-day, by-region and by-week maps of a tally or of its part apart from the archive.
+type PartMaps<'a> = (
+    &'a mut BTreeMap<i64, Figures>,
+    &'a mut BTreeMap<RegionLabel, Figures>,
+    &'a mut BTreeMap<i64, BTreeMap<String, u64>>,
+);
 
 /// Computes every figure from the store's bins, exactly; only those of the datasets in `only`
 /// when given.
@@ -154,16 +319,22 @@ pub(crate) fn tally(
         .iter()
         .find(|(label, _)| label.kind() == LabelKind::GitHub)
         .map(|(_, index)| *index);
+    let excluded: HashSet<u64> = grouping
+        .excluded
+        .resolve(store)?
+        .into_iter()
+        .map(|id| id.0)
+        .collect();
 
-    // assets by (dataset, asset); figures accumulated by index, folded into maps at the end
-    let mut assets: Vec<(String, String)> = Vec::new();
-    let mut asset_index: HashMap<(String, String), u32> = HashMap::new();
-    let mut by_asset: Vec<Figures> = Vec::new();
-    let mut dataset_of_asset: Vec<u32> = Vec::new();
+    // assets by (dataset, asset path, counted in the archive)
+    let mut assets: Vec<Asset> = Vec::new();
+    let mut asset_paths: Vec<String> = Vec::new();
+    let mut asset_index: HashMap<(String, String, bool), u32> = HashMap::new();
     let mut datasets: Vec<String> = Vec::new();
     let mut dataset_index: HashMap<String, u32> = HashMap::new();
-    let mut by_day: FxHashMap<(u32, i64), Figures> = FxHashMap::default();
-    let mut by_region: FxHashMap<(u32, u32), Figures> = FxHashMap::default();
+    // all requests, and those of assets the archive does not count through their dataset
+    let mut sums = Sums::default();
+    let mut apart = Sums::default();
     let mut requesters: FxHashMap<u32, HashSet<RequesterId>> = FxHashMap::default();
     let mut github_requesters: FxHashMap<u32, HashSet<RequesterId>> = FxHashMap::default();
     let mut region_requesters: FxHashMap<(u32, u32), HashSet<RequesterId>> = FxHashMap::default();
@@ -172,17 +343,14 @@ pub(crate) fn tally(
 
     let mut undetermined_keys: (u64, Vec<String>) = (0, Vec::new());
     let mut current_key: Vec<u8> = Vec::new();
-    let mut current_asset: Option<u32> = None;
+    let mut current_assets: Vec<u32> = Vec::new();
     let mut requests: Vec<BinRequest> = Vec::new();
     store.visit_bins(None, |key, data| {
         if key != current_key.as_slice() {
             current_key = key.to_vec();
-            let located = grouping
-                .locate(key)
-                .filter(|(dataset, _)| only.is_none_or(|only| only.contains(dataset)));
-            if let Some((dataset, _)) = &located
-                && dataset == UNDETERMINED
-            {
+            let mut places = grouping.locate(key);
+            places.retain(|place| only.is_none_or(|only| only.contains(&place.dataset)));
+            if places.iter().any(|place| place.dataset == UNDETERMINED) {
                 let (count, first) = &mut undetermined_keys;
                 *count += 1;
                 if first.len() < UNDETERMINED_SHOWN {
@@ -191,69 +359,81 @@ pub(crate) fn tally(
                     first.push(escape_controls(&mask_ips(&key)).into_owned());
                 }
             }
-            current_asset = located.map(|(dataset, asset)| {
+            current_assets.clear();
+            for place in places {
                 let next_dataset = index(datasets.len());
-                let dataset_id = *dataset_index.entry(dataset.clone()).or_insert_with(|| {
-                    datasets.push(dataset.clone());
-                    next_dataset
-                });
-                let next = index(assets.len());
-                *asset_index
-                    .entry((dataset.clone(), asset.clone()))
+                let dataset = *dataset_index
+                    .entry(place.dataset.clone())
                     .or_insert_with(|| {
-                        assets.push((dataset, asset));
-                        by_asset.push(Figures::default());
-                        dataset_of_asset.push(dataset_id);
+                        datasets.push(place.dataset.clone());
+                        next_dataset
+                    });
+                let next = index(assets.len());
+                let kind = grouping.asset_types.type_of(&place.asset);
+                let asset = *asset_index
+                    .entry((place.dataset, place.asset.clone(), place.in_archive))
+                    .or_insert_with(|| {
+                        assets.push(Asset {
+                            dataset,
+                            in_archive: place.in_archive,
+                            kind,
+                            figures: Figures::default(),
+                        });
+                        asset_paths.push(place.asset);
                         next
-                    })
-            });
+                    });
+                current_assets.push(asset);
+            }
         }
-        let Some(asset) = current_asset else {
+        if current_assets.is_empty() {
             return Ok(());
-        };
-        let dataset = dataset_of_asset[asset as usize];
+        }
         requests.clear();
         bins::decode_into(data, &mut requests)
             .map_err(|error| anyhow::anyhow!("object {}: {error}", String::from_utf8_lossy(key)))?;
         for request in &requests {
+            if excluded.contains(&request.requester) {
+                continue;
+            }
             let region = requester_region
                 .get(&request.requester)
                 .copied()
                 .unwrap_or(missing);
-            let overflow = |Overflow| Overflow::of(&datasets[dataset as usize]);
-            by_asset[asset as usize]
-                .request(request)
-                .map_err(overflow)?;
-            by_day
-                .entry((dataset, request.time.div_euclid(86_400)))
-                .or_default()
-                .request(request)
-                .map_err(overflow)?;
-            by_region
-                .entry((dataset, region))
-                .or_default()
-                .request(request)
-                .map_err(overflow)?;
-            region_requesters
-                .entry((dataset, region))
-                .or_default()
-                .insert(RequesterId(request.requester));
-            if Some(region) == github {
-                github_requesters
+            let day = request.time.div_euclid(86_400);
+            for &asset in &current_assets {
+                let entry = &mut assets[asset as usize];
+                let dataset = entry.dataset;
+                let overflow = |Overflow| Overflow::of(&datasets[dataset as usize]);
+                entry.figures.request(request).map_err(overflow)?;
+                let entry = &assets[asset as usize];
+                sums.add(entry, day, region, Some(request))
+                    .map_err(overflow)?;
+                if !entry.in_archive {
+                    apart
+                        .add(entry, day, region, Some(request))
+                        .map_err(overflow)?;
+                }
+                region_requesters
+                    .entry((dataset, region))
+                    .or_default()
+                    .insert(RequesterId(request.requester));
+                if Some(region) == github {
+                    github_requesters
+                        .entry(dataset)
+                        .or_default()
+                        .insert(RequesterId(request.requester));
+                    continue;
+                }
+                requesters
                     .entry(dataset)
                     .or_default()
                     .insert(RequesterId(request.requester));
-                continue;
-            }
-            requesters
-                .entry(dataset)
-                .or_default()
-                .insert(RequesterId(request.requester));
-            if request.status != 200 {
-                streams
-                    .entry((asset, request.requester))
-                    .or_default()
-                    .push(request.time);
+                if request.status != 200 {
+                    streams
+                        .entry((asset, request.requester))
+                        .or_default()
+                        .push(request.time);
+                }
             }
         }
         Ok(())
@@ -261,45 +441,60 @@ pub(crate) fn tally(
 
     for ((asset, requester), mut times) in streams {
         times.sort_unstable();
-        let dataset = dataset_of_asset[asset as usize];
         let region = requester_region.get(&requester).copied().unwrap_or(missing);
         let mut previous = None;
         for time in times {
             let starts_view = previous.is_none_or(|p| time - p > VIEW_GAP_SECONDS);
             previous = Some(time);
             if starts_view {
-                by_asset[asset as usize].views += 1;
-                by_day
-                    .entry((dataset, time.div_euclid(86_400)))
-                    .or_default()
-                    .views += 1;
-                by_region.entry((dataset, region)).or_default().views += 1;
+                let entry = &mut assets[asset as usize];
+                entry.figures.views += 1;
+                let overflow = |Overflow| Overflow::of(&datasets[entry.dataset as usize]);
+                let day = time.div_euclid(86_400);
+                sums.add(entry, day, region, None).map_err(overflow)?;
+                if !entry.in_archive {
+                    apart.add(entry, day, region, None).map_err(overflow)?;
+                }
             }
         }
     }
 
     // each dataset's tally, by the dataset's index
     let mut by_index: Vec<Tally> = vec![Tally::default(); datasets.len()];
-    for (index, (_, asset)) in assets.into_iter().enumerate() {
-        let dataset = dataset_of_asset[index] as usize;
-        let overflow = |Overflow| Overflow::of(&datasets[dataset]);
-        let tally = &mut by_index[dataset];
-        tally.total.add(&by_asset[index]).map_err(overflow)?;
+    for (asset, path) in assets.iter().zip(asset_paths) {
+        let overflow = |Overflow| Overflow::of(&datasets[asset.dataset as usize]);
+        let tally = &mut by_index[asset.dataset as usize];
+        tally.total.add(&asset.figures).map_err(overflow)?;
+        if !asset.in_archive {
+            tally
+                .not_in_archive
+                .total
+                .add(&asset.figures)
+                .map_err(overflow)?;
+        }
         tally
             .by_asset
-            .entry(asset)
+            .entry(path)
             .or_default()
-            .add(&by_asset[index])
+            .add(&asset.figures)
             .map_err(overflow)?;
     }
-    for ((dataset, day), figures) in by_day {
-        by_index[dataset as usize].by_day.insert(day, figures);
-    }
-    for ((dataset, region), figures) in by_region {
-        by_index[dataset as usize]
-            .by_region
-            .insert(regions[region as usize].clone(), figures);
-    }
+    let types = grouping.asset_types.names();
+    sums.fold(&mut by_index, &regions, types, |tally| {
+        (
+            &mut tally.by_day,
+            &mut tally.by_region,
+            &mut tally.by_type_week,
+        )
+    });
+    apart.fold(&mut by_index, &regions, types, |tally| {
+        let part = &mut tally.not_in_archive;
+        (
+            &mut part.by_day,
+            &mut part.by_region,
+            &mut part.by_type_week,
+        )
+    });
     for ((dataset, region), set) in region_requesters {
         by_index[dataset as usize]
             .region_requesters
@@ -328,6 +523,7 @@ impl Tallies {
             archive
                 .merge(tally)
                 .map_err(|Overflow| Overflow::of(super::ARCHIVE))?;
+            archive.subtract(&tally.not_in_archive);
         }
         self.archive = archive;
         Ok(())
@@ -346,10 +542,8 @@ fn changed_datasets(
     let new_objects = store.objects_extracted_since(since.0)?;
     if !new_objects.is_empty() {
         for (key, id) in store.object_keys()? {
-            if new_objects.contains(&id)
-                && let Some((dataset, _)) = grouping.locate(&key)
-            {
-                changed.insert(dataset);
+            if new_objects.contains(&id) {
+                changed.extend(grouping.locate(&key).into_iter().map(|place| place.dataset));
             }
         }
     }
@@ -365,16 +559,42 @@ fn changed_datasets(
     Ok(changed)
 }
 
+/// The state key of the dataset map's per-dataset digests the saved figures were computed with.
+const MAP_STATE: &str = "dataset_map";
+
+/// The datasets whose rows in the dataset map changed since the figures were saved (and
+/// `undetermined`, which gains or loses the keys concerned).
+fn remapped_datasets(store: &Store, grouping: &Grouping) -> anyhow::Result<HashSet<String>> {
+    let Some(map) = &grouping.map else {
+        return Ok(HashSet::new());
+    };
+    let saved: BTreeMap<String, u64> = store
+        .stage_state(MAP_STATE)?
+        .and_then(|json| serde_json::from_str(&json).ok())
+        .unwrap_or_default();
+    let now = map.digests();
+    let mut changed: HashSet<String> = now
+        .keys()
+        .chain(saved.keys())
+        .filter(|name| now.get(*name) != saved.get(*name))
+        .cloned()
+        .collect();
+    if !changed.is_empty() {
+        changed.insert(UNDETERMINED.to_owned());
+    }
+    Ok(changed)
+}
+
 /// Every dataset's exact figures: the saved ones, with those of the datasets that changed since
-/// they were saved computed again (all of them on a first run, with `full`, or when the grouping
-/// changed); saves what it computed.
+/// they were saved computed again (all of them on a first run, with `full`, or when what is
+/// counted where changed beyond the map's rows); saves what it computed.
 pub(crate) fn current_tallies(
     store: &Store,
     grouping: &Grouping,
     full: bool,
 ) -> anyhow::Result<(Tallies, u64)> {
     let version = store.data_version()?;
-    let grouping_key = format!("{grouping:?}");
+    let grouping_key = grouping.figures_key();
     let saved_state = store.stage_state("tallies")?;
     let since = saved_state.as_deref().and_then(|state| {
         let (key, counters) = state.rsplit_once('|')?;
@@ -385,10 +605,15 @@ pub(crate) fn current_tallies(
         ))
     });
     let state = format!("{grouping_key}|{}:{}", version.0.0, version.1.0);
+    let map_state = match &grouping.map {
+        Some(map) => serde_json::to_string(map.digests())?,
+        None => String::new(),
+    };
+    let states = [("tallies", state.as_str()), (MAP_STATE, map_state.as_str())];
     let (Some(since), false) = (since, full) else {
         let tallies = tally(store, grouping, None)?;
         let rows = serialize(&tallies.datasets)?;
-        store.save_tallies(&rows, true, &state)?;
+        store.save_tallies(None, &rows, &states)?;
         let computed = tallies.datasets.len() as u64;
         return Ok((tallies, computed));
     };
@@ -401,10 +626,11 @@ pub(crate) fn current_tallies(
         })?;
         datasets.insert(dataset, tally);
     }
-    let changed = changed_datasets(store, grouping, &datasets, since)?;
+    let mut changed = changed_datasets(store, grouping, &datasets, since)?;
+    changed.extend(remapped_datasets(store, grouping)?);
     let mut undetermined_keys = (0, Vec::new());
     if changed.is_empty() {
-        store.save_tallies(&[], false, &state)?;
+        store.save_tallies(Some(&[]), &[], &states)?;
     } else {
         let fresh = tally(store, grouping, Some(&changed))?;
         undetermined_keys = fresh.undetermined_keys;
@@ -413,7 +639,13 @@ pub(crate) fn current_tallies(
         }
         let rows = serialize(&fresh.datasets)?;
         datasets.extend(fresh.datasets);
-        store.save_tallies(&rows, false, &state)?;
+        // a changed dataset with no figures now (its keys mapped elsewhere) is gone
+        let gone: Vec<String> = changed
+            .iter()
+            .filter(|name| !datasets.contains_key(*name))
+            .cloned()
+            .collect();
+        store.save_tallies(Some(&gone), &rows, &states)?;
     }
     let mut tallies = Tallies {
         datasets,

@@ -102,7 +102,7 @@ fn nothing_is_written_outside_the_output_whatever_the_key_and_depth() {
         let text = stderr(&output);
         if depth == "1" {
             assert!(
-                text.contains("9 object keys name no dataset that can be a directory"),
+                text.contains("9 object keys have no row in the dataset map or name no dataset that can be a directory"),
                 "{text}"
             );
             assert!(text.contains("`../escape/a.nwb`"), "{text}");

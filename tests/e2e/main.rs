@@ -5,6 +5,7 @@
 mod common;
 
 mod coordinates;
+mod dandi;
 mod errors;
 mod extract;
 mod hostile;
