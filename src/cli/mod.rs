@@ -8,6 +8,7 @@
 )]
 mod admin;
 mod inspect;
+mod map;
 mod options;
 mod stages;
 
@@ -99,6 +100,10 @@ pub enum Command {
     /// Benchmark helpers.
     #[command(subcommand)]
     Bench(admin::BenchCommand),
+    /// Dataset maps (which dataset and asset each object key belongs to, for --dataset-map):
+    /// build one from a DANDI-style archive's API, or check one.
+    #[command(subcommand)]
+    Map(map::MapCommand),
 }
 
 /// Where a command works: the config directory and the cache it chose.
@@ -143,6 +148,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Reset(command) => admin::reset(&place, &command),
         Command::Config(command) => admin::config(&place, command),
         Command::Bench(command) => admin::bench(command),
+        Command::Map(command) => map::map(command),
     }
 }
 

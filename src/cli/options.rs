@@ -127,11 +127,11 @@ pub struct NetworkArgs {
 }
 
 impl NetworkArgs {
-    fn timeout(&self) -> Duration {
+    pub(super) fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout.max(1))
     }
 
-    fn policy(&self) -> RetryPolicy {
+    pub(super) fn policy(&self) -> RetryPolicy {
         RetryPolicy {
             retries: self.retries,
             base: Duration::from_millis(self.retry_base_ms),

@@ -2,5 +2,5 @@
 //! ([`map`], built for DANDI-style archives by [`dandi`]), and each asset's type ([`asset_types`]).
 
 pub(crate) mod asset_types;
-// pub(crate) mod dandi;
+pub(crate) mod dandi;
 pub(crate) mod map;
