@@ -491,6 +491,23 @@ fn dandi_world() -> serde_json::Value {
     })
 }
 
+/// The paths asked of the mock after the first `since` requests.
+fn paths_since(api: &MockServer, since: usize) -> Vec<String> {
+    api.requests()[since..]
+        .iter()
+        .map(|r| r.path.clone())
+        .collect()
+}
+
+/// `map dandi` against the mock, retrying fast.
+fn build_map(env: &Env, api: &MockServer, out: &Path, extra: &[&str]) -> std::process::Output {
+    let url = format!("{}/api", api.url);
+    let mut args = vec!["map", "dandi", "--api-url", &url, "--retry-base-ms", "10"];
+    args.extend(extra);
+    args.push(out.to_str().unwrap());
+    env.run(&args)
+}
+
 fn blob_key(blob: &str) -> String {
     format!("blobs/{}/{}/{blob}", &blob[..3], &blob[3..6])
 }
@@ -501,19 +518,7 @@ fn the_dandi_map_builder_pages_retries_skips_withdrawn_and_asks_only_for_changes
     let world = Arc::new(Mutex::new(dandi_world()));
     let api = dandi_api(world.clone());
     let out = env.dir.path().join("map.tsv");
-    let build = || {
-        env.run(&[
-            "map",
-            "dandi",
-            "--api-url",
-            &format!("{}/api", api.url),
-            "--page-size",
-            "1",
-            "--retry-base-ms",
-            "10",
-            out.to_str().unwrap(),
-        ])
-    };
+    let build = || build_map(&env, &api, &out, &["--page-size", "1"]);
     let first = build();
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
     let text = stderr(&first);
@@ -564,10 +569,7 @@ fn the_dandi_map_builder_pages_retries_skips_withdrawn_and_asks_only_for_changes
     let asked_before = api.requests().len();
     let second = build();
     assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
-    let asked: Vec<String> = api.requests()[asked_before..]
-        .iter()
-        .map(|r| r.path.clone())
-        .collect();
+    let asked = paths_since(&api, asked_before);
     assert_eq!(asked.len(), 3, "{asked:?}");
     assert!(
         asked.iter().all(|p| p.starts_with("/api/dandisets/?")),
@@ -589,10 +591,7 @@ fn the_dandi_map_builder_pages_retries_skips_withdrawn_and_asks_only_for_changes
     let asked_before = api.requests().len();
     let third = build();
     assert_eq!(third.status.code(), Some(0), "{}", stderr(&third));
-    let asked: Vec<String> = api.requests()[asked_before..]
-        .iter()
-        .map(|r| r.path.clone())
-        .collect();
+    let asked = paths_since(&api, asked_before);
     assert!(
         asked
             .iter()
@@ -614,17 +613,7 @@ fn the_dandi_map_builder_pages_retries_skips_withdrawn_and_asks_only_for_changes
         world["000001"]["broken"] = true.into();
     }
     let before = read(&out);
-    let fourth = env.run(&[
-        "map",
-        "dandi",
-        "--api-url",
-        &format!("{}/api", api.url),
-        "--retries",
-        "1",
-        "--retry-base-ms",
-        "10",
-        out.to_str().unwrap(),
-    ]);
+    let fourth = build_map(&env, &api, &out, &["--retries", "1"]);
     assert_eq!(fourth.status.code(), Some(1), "{}", stderr(&fourth));
     assert!(
         stderr(&fourth).contains("Dandiset 000001 could not be fetched"),
