@@ -43,6 +43,9 @@ pub(crate) enum MapError {
 /// One row: where its key and asset path are in the file, and its dataset.
 #[derive(Debug, Clone, Copy)]
 struct Row {
+    /// A hash of the key: rows are ordered by it (then by key, then by place in the file), which
+    /// groups each key's rows and sorts ten times faster than comparing keys.
+    hash: u64,
     /// Offset of the key in the file.
     start: usize,
     /// Length of the key.
@@ -105,6 +108,7 @@ impl DatasetMap {
         };
         let mut rows = Vec::new();
         let mut names = Names::default();
+        let mut sums: Vec<u64> = Vec::new();
         let mut layouts = BTreeSet::new();
         let mut start = 0;
         let mut number = 0;
@@ -158,8 +162,16 @@ impl DatasetMap {
                     ));
                 }
             }
+            // each row's part of its dataset's digest, as if its key had no other row (read here,
+            // where the text is read in order; keys with several rows are corrected later)
+            if sums.len() <= dataset as usize {
+                sums.resize(dataset as usize + 1, 0);
+            }
+            sums[dataset as usize] =
+                sums[dataset as usize].wrapping_add(row_digest(key.as_bytes(), asset, true));
             let too_long = |_| fail(number, "a line over 4 GB".into());
             rows.push(Row {
+                hash: key_hash(key.as_bytes()),
                 start: line_start,
                 key_len: u32::try_from(key.len()).map_err(too_long)?,
                 asset_from: u32::try_from(key.len() + dataset_len + 2).map_err(too_long)?,
@@ -170,8 +182,13 @@ impl DatasetMap {
         if number == 0 {
             return Err(fail(1, "an empty file (no header)".into()));
         }
-        // stable: among rows of one key, the file's order stays
-        rows.par_sort_by(|a, b| key_of(&text, a).cmp(key_of(&text, b)));
+        // among rows of one key, the file's order stays (`start` grows along the file)
+        rows.par_sort_unstable_by(|a, b| {
+            a.hash
+                .cmp(&b.hash)
+                .then_with(|| key_of(&text, a).cmp(key_of(&text, b)))
+                .then(a.start.cmp(&b.start))
+        });
         let mut map = Self {
             text,
             rows,
@@ -179,7 +196,7 @@ impl DatasetMap {
             layouts: layouts.into_iter().map(|layout| layout + "/").collect(),
             digests: BTreeMap::new(),
         };
-        map.digests = map.compute_digests();
+        map.digests = map.compute_digests(sums);
         Ok(map)
     }
 
@@ -230,11 +247,13 @@ impl DatasetMap {
 
     /// The rows whose key is exactly `key`.
     fn rows_of(&self, key: &[u8]) -> &[Row] {
+        let hash = key_hash(key);
         let first = self
             .rows
-            .partition_point(|row| key_of(&self.text, row) < key);
-        let after =
-            first + self.rows[first..].partition_point(|row| key_of(&self.text, row) == key);
+            .partition_point(|row| (row.hash, key_of(&self.text, row)) < (hash, key));
+        let after = first
+            + self.rows[first..]
+                .partition_point(|row| row.hash == hash && key_of(&self.text, row) == key);
         &self.rows[first..after]
     }
 
@@ -257,26 +276,51 @@ impl DatasetMap {
 
     /// A digest of every row of each dataset (key, asset path, and whether the key counts in
     /// the archive through this dataset): when a dataset's digest changes, its figures must be
-    /// computed again; when it does not, they stand.
-    fn compute_digests(&self) -> BTreeMap<String, u64> {
-        let mut sums = vec![0u64; self.datasets.len()];
+    /// computed again; when it does not, they stand. `sums` holds each dataset's digest as if no
+    /// key had several rows; the keys that have are corrected here.
+    fn compute_digests(&self, mut sums: Vec<u64>) -> BTreeMap<String, u64> {
+        sums.resize(self.datasets.len(), 0);
         let mut at = 0;
         while at < self.rows.len() {
-            let key = key_of(&self.text, &self.rows[at]);
+            let row = &self.rows[at];
+            // rows of one key are next to each other, with the same hash: compare hashes first
+            // (the text is far in memory)
             let run = self.rows[at..]
                 .iter()
-                .take_while(|row| key_of(&self.text, row) == key)
+                .take_while(|other| other.hash == row.hash)
                 .count();
-            let places = self.places(&self.rows[at..at + run]);
-            let primary = self.primary(&places);
-            for (dataset, asset) in &places {
-                let mut hasher = DefaultHasher::new();
-                (key, asset, Some(*dataset) == primary).hash(&mut hasher);
-                sums[*dataset as usize] = sums[*dataset as usize].wrapping_add(hasher.finish());
+            if run > 1 {
+                self.correct_digests(&self.rows[at..at + run], &mut sums);
             }
             at += run;
         }
         self.datasets.iter().cloned().zip(sums).collect()
+    }
+
+    /// Corrects the digests for rows sharing a hash (one key's rows, or a rare collision).
+    fn correct_digests(&self, rows: &[Row], sums: &mut [u64]) {
+        let mut at = 0;
+        while at < rows.len() {
+            let key = key_of(&self.text, &rows[at]);
+            let run = rows[at..]
+                .iter()
+                .take_while(|other| key_of(&self.text, other) == key)
+                .count();
+            let group = &rows[at..at + run];
+            if run > 1 {
+                for row in group {
+                    let sum = &mut sums[row.dataset as usize];
+                    *sum = sum.wrapping_sub(row_digest(key, self.asset_of(row), true));
+                }
+                let places = self.places(group);
+                let primary = self.primary(&places);
+                for (dataset, asset) in &places {
+                    let sum = &mut sums[*dataset as usize];
+                    *sum = sum.wrapping_add(row_digest(key, asset, Some(*dataset) == primary));
+                }
+            }
+            at += run;
+        }
     }
 
     /// The dataset through which a key shared by several counts once in the archive: the first
@@ -325,6 +369,20 @@ impl Names {
         self.index.insert(name.to_owned(), index);
         Ok(index)
     }
+}
+
+/// One row's part of its dataset's digest.
+fn row_digest(key: &[u8], asset: &str, in_archive: bool) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    (key, asset, in_archive).hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The hash rows are ordered by.
+fn key_hash(key: &[u8]) -> u64 {
+    let mut hasher = rustc_hash::FxHasher::default();
+    hasher.write(key);
+    hasher.finish()
 }
 
 fn key_of<'a>(text: &'a [u8], row: &Row) -> &'a [u8] {
