@@ -73,15 +73,9 @@ pub(super) fn map(command: MapCommand) -> anyhow::Result<Outcome> {
             print_out(|out| {
                 writeln!(
                     out,
-                    "{}: {} rows, {} datasets, under {}; read in {seconds:.2} s",
+                    "{}: {}; read in {seconds:.2} s",
                     file.display(),
-                    map.len(),
-                    map.dataset_count(),
-                    map.layouts()
-                        .iter()
-                        .map(String::as_str)
-                        .collect::<Vec<_>>()
-                        .join(" ")
+                    map.describe()
                 )
             })?;
             Ok(Outcome::Done)

@@ -319,14 +319,8 @@ impl SummaryArgs {
             let started = std::time::Instant::now();
             let map = DatasetMap::load(path)?;
             eprintln!(
-                "dataset map: {} rows, {} datasets, under {} ({:.1} s)",
-                map.len(),
-                map.dataset_count(),
-                map.layouts()
-                    .iter()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>()
-                    .join(" "),
+                "dataset map: {} (read in {:.1} s)",
+                map.describe(),
                 started.elapsed().as_secs_f64()
             );
             options.grouping.map = Some(std::sync::Arc::new(map));

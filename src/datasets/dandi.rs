@@ -330,6 +330,9 @@ async fn update_dandiset(
     }
 }
 
+/// Most items one list may hold (an API paging forever is an error, not an endless loop).
+const MAX_LIST_ITEMS: usize = 20_000_000;
+
 /// Failure text of a request given up because a stop was asked for.
 const STOPPED: &str = "stopped";
 
@@ -460,6 +463,12 @@ impl Client<'_> {
                 )));
             };
             results.extend(items.iter().cloned());
+            if results.len() > MAX_LIST_ITEMS {
+                return Err(Refused::Failed(format!(
+                    "{}: more than {MAX_LIST_ITEMS} results, not a list of this archive's",
+                    http::display_url(first)
+                )));
+            }
             match page["next"].as_str() {
                 Some(next) if origin(next).is_some() && origin(next) == origin(&self.api) => {
                     next.clone_into(&mut url);

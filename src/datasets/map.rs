@@ -200,19 +200,30 @@ impl DatasetMap {
         Ok(map)
     }
 
-    /// Rows read.
-    pub(crate) fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    /// Distinct datasets named.
-    pub(crate) fn dataset_count(&self) -> usize {
-        self.datasets.len()
-    }
-
     /// The top-level prefixes its keys are under (`blobs/`, `zarr/`).
     pub(crate) fn layouts(&self) -> &BTreeSet<String> {
         &self.layouts
+    }
+
+    /// What the map holds, in one line: rows, datasets, and its first layouts.
+    pub(crate) fn describe(&self) -> String {
+        const SHOWN: usize = 5;
+        let mut layouts: Vec<&str> = self
+            .layouts
+            .iter()
+            .take(SHOWN)
+            .map(String::as_str)
+            .collect();
+        if self.layouts.len() > SHOWN {
+            layouts.push("...");
+        }
+        format!(
+            "{} rows, {} datasets, under {} top-level prefixes ({})",
+            self.rows.len(),
+            self.datasets.len(),
+            self.layouts.len(),
+            layouts.join(" ")
+        )
     }
 
     /// The id of a dataset index given by [`DatasetMap::locate`].
@@ -446,8 +457,12 @@ mod tests {
         assert_eq!(map.locate(b"README"), Mapped::Unassociated);
         // the key exactly as a prefix row without the slash is not below it
         assert_eq!(map.locate(b"zarr/z-1"), Mapped::Undetermined);
-        assert_eq!(map.len(), 5);
-        assert_eq!(map.dataset_count(), 3);
+        assert_eq!(map.rows.len(), 5);
+        assert_eq!(map.datasets.len(), 3);
+        assert_eq!(
+            map.describe(),
+            "5 rows, 3 datasets, under 2 top-level prefixes (blobs/ zarr/)"
+        );
         let layouts: Vec<&str> = map.layouts().iter().map(String::as_str).collect();
         assert_eq!(layouts, ["blobs/", "zarr/"]);
     }

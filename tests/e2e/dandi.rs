@@ -560,7 +560,8 @@ fn the_dandi_map_builder_pages_retries_skips_withdrawn_and_asks_only_for_changes
     let check = env.run(&["map", "check", out.to_str().unwrap()]);
     assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
     assert!(
-        String::from_utf8_lossy(&check.stdout).contains("5 rows, 2 datasets, under blobs/ zarr/"),
+        String::from_utf8_lossy(&check.stdout)
+            .contains("5 rows, 2 datasets, under 2 top-level prefixes (blobs/ zarr/)"),
         "{}",
         String::from_utf8_lossy(&check.stdout)
     );
