@@ -89,8 +89,9 @@ pub enum UpdateCommand {
     /// label is geocoded once, ever. Labels without a place (bogon, unknown, missing, VPN, GitHub)
     /// get null coordinates and are never sent.
     Coordinates(CoordinatesArgs),
-    /// Write the summaries: per dataset by_day.tsv, by_asset.tsv, by_region.tsv and
-    /// requester_count.tsv, and archive/by_day.tsv, by_region.tsv, requester_count.tsv.
+    /// Write the summaries: per dataset by_day.tsv, by_asset.tsv, by_region.tsv,
+    /// by_asset_type_per_week.tsv and requester_count.tsv, and the same but by_asset.tsv for the
+    /// archive; remove those of datasets that no longer exist.
     ///
     /// Figures come from the exact per-request data. Counts (requests, downloads, views,
     /// requesters) below --privacy-minimum are written `<50`, the others rounded to --round-to;
