@@ -16,6 +16,7 @@ use crate::datasets::map::DatasetMap;
 use crate::exit::UsageError;
 use crate::extract::ExtractOptions;
 use crate::http::RetryPolicy;
+use crate::labels::LabelStyle;
 use crate::logs::{Exclusion, parse_ip_or_network};
 use crate::privacy::Salt;
 use crate::regions::ranges::Service;
@@ -267,6 +268,12 @@ pub struct SummaryArgs {
     /// Replaced by --region-min-requesters (rows behind fewer than K requesters are pooled).
     #[arg(long, hide = true, value_name = "N")]
     pub region_threshold: Option<String>,
+    /// How places are written in by_region.tsv and the coordinates file: `names` (US/California,
+    /// as s3-log-extraction before 1.11) or `iso` (USA/CA: ISO 3166-1 alpha-3 and the ISO 3166-2
+    /// subdivision code, as 1.11 and the DANDI page's newer versions). Changing it rewrites the
+    /// files without resolving anyone again.
+    #[arg(long, value_enum, default_value_t = LabelStyle::Names, value_name = "STYLE")]
+    pub label_style: LabelStyle,
     /// Only these datasets (repeatable).
     #[arg(long, value_name = "DATASET")]
     pub pick: Vec<String>,
@@ -295,6 +302,7 @@ impl SummaryArgs {
                 skip: self.skip.clone(),
                 ..Grouping::default()
             },
+            label_style: self.label_style,
             privacy: Privacy {
                 minimum: self.privacy_minimum,
                 round_to: self.round_to,

@@ -118,9 +118,9 @@ pub struct CoordinatesArgs {
     /// The summaries directory, where the file is written [default: <cache>/summaries].
     #[arg(long, value_name = "DIR")]
     pub output: Option<PathBuf>,
-    /// Forget the geocoder's earlier answer for this label (repeatable), e.g. one it placed
+    /// Forget the geocoder's earlier answer for this label, as published (repeatable), e.g. one it placed
     /// wrongly; it is asked again when OPENCAGE_API_KEY is set.
-    #[arg(long, value_name = "LABEL", value_parser = RegionLabel::parse)]
+    #[arg(long, value_name = "LABEL", value_parser = RegionLabel::parse_published)]
     pub forget: Vec<RegionLabel>,
     /// Forget every earlier geocoder answer and ask again (costs one request per label).
     #[arg(long, conflicts_with = "forget")]

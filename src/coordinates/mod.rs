@@ -9,7 +9,7 @@
 
 pub(crate) mod opencage;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -70,6 +70,8 @@ pub(crate) struct CoordinatesReport {
     pub placeless: u64,
     /// Labels the geocoder could not place (now or before): add them to the table.
     pub unplaced: Vec<RegionLabel>,
+    /// Each label as published (how the lists above are shown).
+    pub shown: BTreeMap<RegionLabel, String>,
     /// Labels waiting for the geocoder because no key is set.
     pub need_key: Vec<RegionLabel>,
     /// Why the stage stopped before the end (quota, retries exhausted, stop request).
@@ -83,12 +85,13 @@ pub(crate) struct CoordinatesReport {
 }
 
 /// Labels as one comma-separated list.
-fn listed(labels: &[RegionLabel]) -> String {
-    labels
+fn listed(labels: &[RegionLabel], shown: &BTreeMap<RegionLabel, String>) -> String {
+    let mut texts: Vec<&str> = labels
         .iter()
-        .map(RegionLabel::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
+        .map(|label| shown.get(label).map_or(label.as_str(), String::as_str))
+        .collect();
+    texts.sort_unstable();
+    texts.join(", ")
 }
 
 impl stage::Report for CoordinatesReport {
@@ -118,7 +121,7 @@ impl stage::Report for CoordinatesReport {
                 "coordinates: {} labels need the geocoder ({} is not set): {}",
                 self.need_key.len(),
                 opencage::KEY_ENV,
-                listed(&self.need_key)
+                listed(&self.need_key, &self.shown)
             ));
         }
         if let Some(why) = &self.stopped {
@@ -128,9 +131,9 @@ impl stage::Report for CoordinatesReport {
         }
         if !self.unplaced.is_empty() {
             lines.push(format!(
-                "coordinates: the geocoder could not place {} labels (add them to src/labels/region_coordinates.tsv): {}",
+                "coordinates: the geocoder could not place {} labels (add cloud regions to src/labels/region_coordinates.tsv, names to src/labels/region_aliases.tsv): {}",
                 self.unplaced.len(),
-                listed(&self.unplaced)
+                listed(&self.unplaced, &self.shown)
             ));
         }
         lines
@@ -153,8 +156,9 @@ impl stage::Report for CoordinatesReport {
 /// Every region label to place: those named in the `by_region.tsv` files under `output_dir`
 /// (published), never the store's own labels, which include regions too few requesters stand
 /// behind to be published (a lone requester's region in the YAML would say where they are).
-fn labels_to_place(output_dir: &Path) -> anyhow::Result<BTreeSet<RegionLabel>> {
-    let mut labels = BTreeSet::new();
+/// Each label with its text as published (the YAML uses that text: `US/California` or `USA/CA`).
+fn labels_to_place(output_dir: &Path) -> anyhow::Result<BTreeMap<RegionLabel, String>> {
+    let mut labels = BTreeMap::new();
     if output_dir.is_dir() {
         for entry in walkdir::WalkDir::new(output_dir)
             .into_iter()
@@ -168,7 +172,10 @@ fn labels_to_place(output_dir: &Path) -> anyhow::Result<BTreeSet<RegionLabel>> {
                 text.lines()
                     .skip(1)
                     .filter_map(|line| line.split('\t').next())
-                    .filter_map(|label| RegionLabel::parse(label).ok()),
+                    .filter_map(|text| {
+                        let label = RegionLabel::parse_published(text).ok()?;
+                        Some((label, text.to_owned()))
+                    }),
             );
         }
     }
@@ -202,7 +209,8 @@ fn update(
         Forget::Labels(labels) => store.forget_coordinates(Some(labels))?,
         Forget::Everything => store.forget_coordinates(None)?,
     };
-    let labels = labels_to_place(&options.output_dir)?;
+    let published = labels_to_place(&options.output_dir)?;
+    let labels: Vec<RegionLabel> = published.keys().cloned().collect();
     let places = Places::builtin();
     let cached = store.cached_coordinates()?;
     let mut placed: BTreeMap<RegionLabel, Option<(f64, f64)>> = BTreeMap::new();
@@ -251,7 +259,12 @@ fn update(
     }
     report.unplaced.sort();
     report.labels = placed.len() as u64;
-    report.written = crate::output::write_if_changed(&report.file, &to_yaml(&placed))?;
+    report.shown.clone_from(&published);
+    let by_text: BTreeMap<&str, Option<(f64, f64)>> = placed
+        .iter()
+        .map(|(label, place)| (published[label].as_str(), *place))
+        .collect();
+    report.written = crate::output::write_if_changed(&report.file, &to_yaml(&by_text))?;
     Ok(report)
 }
 
@@ -315,11 +328,11 @@ async fn geocode_all(
 
 /// The YAML file: one line per label, sorted, in the flow style s3-log-extraction publishes
 /// (`"US/California": {latitude: 36.7, longitude: -119.4}`), null where there is no place.
-pub(crate) fn to_yaml(placed: &BTreeMap<RegionLabel, Option<(f64, f64)>>) -> String {
+pub(crate) fn to_yaml(placed: &BTreeMap<&str, Option<(f64, f64)>>) -> String {
     placed
         .iter()
         .map(|(label, place)| {
-            let key = label.as_str().replace('\\', "\\\\").replace('"', "\\\"");
+            let key = label.replace('\\', "\\\\").replace('"', "\\\"");
             match place {
                 Some((latitude, longitude)) => {
                     format!("\"{key}\": {{latitude: {latitude}, longitude: {longitude}}}\n")
@@ -337,11 +350,10 @@ mod tests {
     #[test]
     fn yaml_lines_are_sorted_quoted_and_null_without_a_place() {
         let mut placed = BTreeMap::new();
-        let label = |text: &str| RegionLabel::parse(text).unwrap();
-        placed.insert(label("US/California"), Some((36.7014631, -118.755997)));
-        placed.insert(label("bogon"), None);
-        placed.insert(label("AWS/us-east-1"), Some((39.0438, -77.4874)));
-        placed.insert(label("XY/say \"hi\""), None);
+        placed.insert("US/California", Some((36.7014631, -118.755997)));
+        placed.insert("bogon", None);
+        placed.insert("AWS/us-east-1", Some((39.0438, -77.4874)));
+        placed.insert("XY/say \"hi\"", None);
         assert_eq!(
             to_yaml(&placed),
             "\"AWS/us-east-1\": {latitude: 39.0438, longitude: -77.4874}\n\

@@ -54,7 +54,11 @@ pub(crate) struct OpenCage {
 /// code) and the country to search in (lowercase). `None` for labels that are not places.
 pub(crate) fn query(label: &RegionLabel) -> Option<(String, String)> {
     let country = label.place_country()?;
-    let text = label.place_region().unwrap_or(country);
+    // the subdivision's name, else its code (one the ISO table does not know), else the country
+    let text = label
+        .place_region()
+        .or_else(|| label.place_subdivision().map(|code| &code[3..]))
+        .unwrap_or(country);
     Some((text.to_owned(), country.to_ascii_lowercase()))
 }
 
@@ -152,10 +156,8 @@ mod tests {
     #[test]
     fn queries_are_searched_in_the_label_country() {
         let query = |text: &str| query(&RegionLabel::parse(text).unwrap());
-        assert_eq!(
-            query("US/California"),
-            Some(("California".into(), "us".into()))
-        );
+        assert_eq!(query("US-CA"), Some(("California".into(), "us".into())));
+        assert_eq!(query("US-ZZ"), Some(("ZZ".into(), "us".into())));
         assert_eq!(query("CH"), Some(("CH".into(), "ch".into())));
         for placeless in [
             "bogon",

@@ -1,11 +1,13 @@
-//! The built-in table of places (`region_coordinates.tsv` beside this file): coordinates and
-//! country of cloud regions and of the labels geocoders place wrongly. It wins over the geocoder.
+//! Built-in places: every country and ISO 3166-2 subdivision from the ISO tables ([`super::iso`]),
+//! and cloud regions from `region_coordinates.tsv` beside this file (the data centre's city and
+//! country). They win over the geocoder.
 
 use std::collections::HashMap;
 
 use super::RegionLabel;
+use super::iso::iso;
 
-/// A place of the built-in table.
+/// A place of the built-in tables.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct KnownPlace {
     /// Latitude (for a cloud region, its data centre's city).
@@ -16,14 +18,17 @@ pub(crate) struct KnownPlace {
     pub country: String,
 }
 
-/// The built-in table, by label text.
+/// The built-in places.
 #[derive(Debug, Clone)]
-pub(crate) struct Places(HashMap<String, KnownPlace>);
+pub(crate) struct Places {
+    /// Cloud regions, by label text.
+    clouds: HashMap<String, KnownPlace>,
+}
 
 impl Places {
-    /// Reads the table shipped with s3tally.
+    /// Reads the tables shipped with s3tally.
     pub(crate) fn builtin() -> Self {
-        let table = include_str!("region_coordinates.tsv")
+        let clouds = include_str!("region_coordinates.tsv")
             .lines()
             .filter(|line| !line.starts_with('#') && !line.starts_with("label\t"))
             .filter_map(|line| {
@@ -37,26 +42,44 @@ impl Places {
                 Some((label.to_owned(), place))
             })
             .collect();
-        Self(table)
+        Self { clouds }
     }
 
-    /// The place of a label, if the table has it.
-    pub(crate) fn get(&self, label: &RegionLabel) -> Option<&KnownPlace> {
-        self.0.get(label.as_str())
+    /// The place of a label, if the tables have it: a subdivision's or a country's reference
+    /// point, a cloud region's city.
+    pub(crate) fn get(&self, label: &RegionLabel) -> Option<KnownPlace> {
+        if let Some(country) = label.place_country() {
+            let tables = iso();
+            let (latitude, longitude) = match label.place_subdivision() {
+                Some(code) => tables
+                    .subdivision(code)
+                    .map(|s| (s.latitude, s.longitude))?,
+                None => tables.country(country).map(|c| (c.latitude, c.longitude))?,
+            };
+            return Some(KnownPlace {
+                latitude,
+                longitude,
+                country: country.to_owned(),
+            });
+        }
+        self.clouds.get(label.as_str()).cloned()
     }
 
-    /// The country of a label: the data centre's country for a cloud region in the table, the
-    /// country part of a place label; none for service and place-less labels.
-    pub(crate) fn country<'a>(&'a self, label: &'a RegionLabel) -> Option<&'a str> {
-        self.get(label)
-            .map(|place| place.country.as_str())
-            .or_else(|| label.place_country())
+    /// The country of a label: the country part of a place label, the data centre's country for a
+    /// cloud region in the table; none for service and place-less labels.
+    pub(crate) fn country(&self, label: &RegionLabel) -> Option<String> {
+        label
+            .place_country()
+            .map(str::to_owned)
+            .or_else(|| self.clouds.get(label.as_str()).map(|p| p.country.clone()))
     }
 
-    /// Every label and place of the table.
+    /// Every cloud label and place of the table.
     #[cfg(test)]
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &KnownPlace)> {
-        self.0.iter().map(|(label, place)| (label.as_str(), place))
+    pub(crate) fn clouds(&self) -> impl Iterator<Item = (&str, &KnownPlace)> {
+        self.clouds
+            .iter()
+            .map(|(label, place)| (label.as_str(), place))
     }
 }
 
@@ -69,23 +92,25 @@ mod tests {
     }
 
     #[test]
-    fn the_builtin_table_reads_and_knows_the_tricky_labels() {
+    fn the_builtin_tables_place_countries_subdivisions_and_clouds() {
         let places = Places::builtin();
-        assert!(places.iter().count() > 90);
-        // Saransk, not Missouri
-        let mordoviya = places.get(&label("RU/Mordoviya Republic")).unwrap();
-        assert!((54.0..55.0).contains(&mordoviya.latitude));
-        assert!((45.0..46.0).contains(&mordoviya.longitude));
+        assert!(places.clouds().count() > 90);
+        // Saransk's region, not Missouri
+        let mordoviya = places.get(&label("RU-MO")).unwrap();
+        assert!((53.0..55.5).contains(&mordoviya.latitude));
+        assert!((42.0..47.0).contains(&mordoviya.longitude));
         assert_eq!(places.get(&label("GCP/asia-east1")).unwrap().country, "TW");
-        for known in [
-            "AWS/us-east-1",
-            "GCP/us-central1",
-            "PL/Lesser Poland",
-            "NZ/Taranaki Region",
-        ] {
+        assert_eq!(
+            places.get(&label("Azure/westeurope")).unwrap().country,
+            "NL"
+        );
+        let switzerland = places.get(&label("CH")).unwrap();
+        assert!((45.8..47.9).contains(&switzerland.latitude));
+        for known in ["AWS/us-east-1", "GCP/us-central1", "PL-12", "NZ-TKI", "US"] {
             assert!(places.get(&label(known)).is_some(), "{known}");
         }
-        for (text, place) in places.iter() {
+        assert_eq!(places.get(&label("US-ZZ")), None);
+        for (text, place) in places.clouds() {
             assert!(RegionLabel::parse(text).is_ok(), "{text}");
             assert!((-90.0..=90.0).contains(&place.latitude), "{text}");
             assert!((-180.0..=180.0).contains(&place.longitude), "{text}");
@@ -96,8 +121,8 @@ mod tests {
     #[test]
     fn countries_of_labels() {
         let places = Places::builtin();
-        let country = |text: &str| places.country(&label(text)).map(str::to_owned);
-        assert_eq!(country("US/California").as_deref(), Some("US"));
+        let country = |text: &str| places.country(&label(text));
+        assert_eq!(country("US-CA").as_deref(), Some("US"));
         assert_eq!(country("CH").as_deref(), Some("CH"));
         assert_eq!(country("AWS/eu-west-1").as_deref(), Some("IE"));
         assert_eq!(country("GCP/asia-east1").as_deref(), Some("TW"));

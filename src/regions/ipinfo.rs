@@ -74,7 +74,7 @@ impl Ipinfo {
         &self,
         ips: &[String],
         stop: &StopFlag,
-    ) -> Result<HashMap<String, RegionLabel>, IpinfoError> {
+    ) -> Result<HashMap<String, Answered>, IpinfoError> {
         let attempt = || async {
             let request = self.http.post(&self.url).bearer_auth(&self.token).json(ips);
             let answer = match http::send(request).await {
@@ -137,19 +137,23 @@ fn message(body: &str, token: &str) -> String {
     crate::privacy::redact(text, &[token], 200)
 }
 
+/// A label from ipinfo, and the region name it gave that the ISO table could not place.
+pub(crate) type Answered = (RegionLabel, Option<String>);
+
 /// Labels from a batch answer, for the addresses asked.
-fn labels(ips: &[String], answer: &serde_json::Value) -> HashMap<String, RegionLabel> {
+fn labels(ips: &[String], answer: &serde_json::Value) -> HashMap<String, Answered> {
     ips.iter()
         .filter_map(|ip| Some((ip.clone(), label(&answer[ip.as_str()])?)))
         .collect()
 }
 
-/// The label of one address's details: `bogon`, `CC/Region`, `CC`, or `unknown`; `None` when the
-/// entry is absent or not details (it then stays pending).
-pub(crate) fn label(details: &serde_json::Value) -> Option<RegionLabel> {
+/// The label of one address's details: `bogon`, `CC-SUB` (the region name placed by the ISO
+/// table), `CC` (with the name it could not place), or `unknown`; `None` when the entry is absent
+/// or not details (it then stays pending).
+pub(crate) fn label(details: &serde_json::Value) -> Option<Answered> {
     let details = details.as_object()?;
     if details.get("bogon").and_then(serde_json::Value::as_bool) == Some(true) {
-        return Some(RegionLabel::bogon());
+        return Some((RegionLabel::bogon(), None));
     }
     if details.contains_key("error") {
         return None;
@@ -161,8 +165,12 @@ pub(crate) fn label(details: &serde_json::Value) -> Option<RegionLabel> {
     let region = details.get("region").and_then(|r| r.as_str());
     Some(
         country
-            .and_then(|country| RegionLabel::place(country, region))
-            .unwrap_or_else(RegionLabel::unknown),
+            .and_then(|country| RegionLabel::place_named(country, region))
+            .map(|(label, unplaced)| {
+                let unplaced = unplaced.map(|name| format!("{}: {name}", label.as_str()));
+                (label, unplaced)
+            })
+            .unwrap_or_else(|| (RegionLabel::unknown(), None)),
     )
 }
 
@@ -175,8 +183,16 @@ mod tests {
     fn labels_from_details() {
         let google = json!({"ip": "8.8.8.8", "hostname": "dns.google", "city": "Mountain View",
             "region": "California", "country": "US", "loc": "37.4056,-122.0775"});
-        let text = |details| label(&details).map(|l| l.to_string());
-        assert_eq!(text(google).as_deref(), Some("US/California"));
+        let text = |details| label(&details).map(|(l, _)| l.to_string());
+        assert_eq!(text(google).as_deref(), Some("US-CA"));
+        // a region name the ISO table cannot place: the country, and the name to report
+        assert_eq!(
+            label(&json!({"ip": "1.1.1.1", "country": "AU", "region": "Nowhere Land"})),
+            Some((
+                RegionLabel::parse("AU").unwrap(),
+                Some("AU: Nowhere Land".into())
+            ))
+        );
         assert_eq!(
             text(json!({"ip": "9.9.9.9", "country": "CH"})).as_deref(),
             Some("CH")

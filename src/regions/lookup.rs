@@ -112,10 +112,13 @@ pub(super) async fn ask_ipinfo(
             Ok(labels) => {
                 let ids: HashMap<&str, RequesterId> =
                     batch.iter().map(|(id, ip)| (ip.as_str(), *id)).collect();
-                let found: Vec<(RequesterId, RegionLabel)> = labels
-                    .into_iter()
-                    .filter_map(|(ip, label)| Some((*ids.get(ip.as_str())?, label)))
-                    .collect();
+                let mut found: Vec<(RequesterId, RegionLabel)> = Vec::new();
+                for (ip, (label, unplaced)) in labels {
+                    if let Some(&id) = ids.get(ip.as_str()) {
+                        found.push((id, label));
+                        report.unplaced_names.extend(unplaced);
+                    }
+                }
                 store.label_requesters(&found, options.keep_ips)?;
                 asked += batch.len() as u64;
                 labelled += found.len() as u64;

@@ -76,6 +76,9 @@ pub(crate) struct RegionsReport {
     pub refreshed: (u64, u64),
     /// Kept raw IPs deleted because `--keep-ips` was not given.
     pub forgotten_ips: u64,
+    /// Region names ipinfo gave that the ISO 3166-2 table could not place (`CC: name`): their
+    /// requesters got the country alone.
+    pub unplaced_names: std::collections::BTreeSet<String>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -125,6 +128,17 @@ impl stage::Report for RegionsReport {
             lines.push(format!(
                 "regions: ipinfo left {} addresses out of its answers; they stay pending",
                 self.missing_from_answers
+            ));
+        }
+        if !self.unplaced_names.is_empty() {
+            lines.push(format!(
+                "regions: {} region names the ISO 3166-2 table cannot place (labelled with the country alone; add them to src/labels/region_aliases.tsv): {}",
+                self.unplaced_names.len(),
+                self.unplaced_names
+                    .iter()
+                    .map(|name| crate::output::escape_controls(name).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         if self.refreshed.0 > 0 {

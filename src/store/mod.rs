@@ -516,6 +516,51 @@ mod tests {
     }
 
     #[test]
+    fn a_version_3_store_gets_iso_place_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path());
+        let store = Store::open(&cache).unwrap();
+        store
+            .with(|conn| {
+                conn.execute_batch(
+                    "INSERT INTO requesters(requester_index, region) VALUES
+                         (x'01', 'US/California'), (x'02', 'US/Atlantis'), (x'03', 'AWS/us-east-1'),
+                         (x'04', 'CH');
+                     INSERT INTO coordinates VALUES ('US/California', 36.7, -119.4, 0),
+                         ('AWS/us-east-1', 39.0, -77.5, 0);
+                     INSERT INTO published_regions VALUES ('', '{
+                         \"US/California\": {\"figures\": {\"bytes_sent\": 10, \"requests\": 1, \"downloads\": 1, \"views\": 0}, \"requesters\": [1]},
+                         \"US/Atlantis\": {\"figures\": {\"bytes_sent\": 5, \"requests\": 1, \"downloads\": 0, \"views\": 1}, \"requesters\": [2]},
+                         \"US\": {\"figures\": {\"bytes_sent\": 7, \"requests\": 2, \"downloads\": 2, \"views\": 0}, \"requesters\": [2, 5]}}');
+                     INSERT INTO dataset_tallies VALUES ('ds', '{}');
+                     UPDATE meta SET value = '3' WHERE key = 'schema_version';",
+                )
+            })
+            .unwrap();
+        drop(store);
+        let store = Store::open(&cache).unwrap();
+        let mut labels: Vec<String> = store
+            .requester_regions()
+            .unwrap()
+            .into_iter()
+            .filter_map(|(_, label)| label.map(|l| l.as_str().to_owned()))
+            .collect();
+        labels.sort();
+        assert_eq!(labels, ["AWS/us-east-1", "CH", "US", "US-CA"]);
+        // the geocoder's answer for the old place label is gone, the cloud region's stays
+        let cached = store.cached_coordinates().unwrap();
+        assert_eq!(cached.keys().collect::<Vec<_>>(), ["AWS/us-east-1"]);
+        // `US/Atlantis` became `US`: the two rows added up, their requesters joined
+        let published: serde_json::Value =
+            serde_json::from_str(&store.published_regions().unwrap()[""]).unwrap();
+        assert_eq!(published["US"]["figures"]["bytes_sent"], 12);
+        assert_eq!(published["US"]["figures"]["views"], 1);
+        assert_eq!(published["US"]["requesters"], serde_json::json!([2, 5]));
+        assert_eq!(published["US-CA"]["figures"]["bytes_sent"], 10);
+        assert!(store.saved_tallies().unwrap().is_empty());
+    }
+
+    #[test]
     fn a_newer_store_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::at(dir.path());

@@ -3,6 +3,8 @@
 
 use rusqlite::Connection;
 
+use crate::labels::RegionLabel;
+
 /// Version of the schema this build writes. Raise it with every schema change, and add the step
 /// that brings the previous version up to date to [`migrate`].
 ///
@@ -11,7 +13,10 @@ use rusqlite::Connection;
 ///   relative to the directory given; records of one log found under two paths merge.
 /// - 3: the region rows last published (values and the requesters behind them), for the
 ///   diff-safe region rule; saved figures are computed again to hold each region's requesters.
-pub(crate) const VERSION: i64 = 3;
+/// - 4: places are stored as ISO codes (`US-CA`, not `US/California`): stored labels, and the
+///   region rows last published, are converted; the geocoder's answers for places are dropped
+///   (the bundled ISO tables place them); saved figures are computed again.
+pub(crate) const VERSION: i64 = 4;
 
 /// Settings of every connection that writes.
 pub(super) const WRITER_PRAGMAS: &str =
@@ -56,8 +61,10 @@ pub(crate) fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
         add_labelled_in(&tx)?;
         identify_logs_by_name(&tx)?;
     }
-    if from <= 2 {
-        // saved figures lack the requesters behind each region: computed again next run
+    if from <= 3 {
+        places_as_iso_codes(&tx)?;
+        // saved figures lack the requesters behind each region (2), or name places by their
+        // old labels (3): computed again next run
         tx.execute_batch(
             "DELETE FROM dataset_tallies; DELETE FROM meta WHERE key LIKE 'state:%';",
         )?;
@@ -68,6 +75,73 @@ pub(crate) fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
         [VERSION.to_string()],
     )?;
     tx.commit()
+}
+
+/// Version 4: place labels become ISO codes (`US/California` -> `US-CA`; a name the ISO table
+/// cannot place -> the country alone), in the requesters' labels and in the region rows last
+/// published (rows that become one are added up, their requesters joined).
+fn places_as_iso_codes(conn: &Connection) -> rusqlite::Result<()> {
+    let labels: Vec<String> = conn
+        .prepare("SELECT DISTINCT region FROM requesters WHERE region LIKE '__/%'")?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    {
+        let mut relabel = conn.prepare("UPDATE requesters SET region = ?2 WHERE region = ?1")?;
+        for old in &labels {
+            if let Ok(new) = RegionLabel::parse_legacy(old) {
+                relabel.execute([old.as_str(), new.as_str()])?;
+            }
+        }
+    }
+    conn.execute(
+        "DELETE FROM coordinates WHERE label LIKE '__/%' AND label NOT LIKE 'AWS/%' AND label NOT LIKE 'GCP/%'",
+        [],
+    )?;
+    let scopes: Vec<(String, String)> = conn
+        .prepare("SELECT scope, data FROM published_regions")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut update = conn.prepare("UPDATE published_regions SET data = ?2 WHERE scope = ?1")?;
+    for (scope, data) in scopes {
+        let Ok(serde_json::Value::Object(rows)) = serde_json::from_str(&data) else {
+            continue;
+        };
+        let mut merged = serde_json::Map::new();
+        for (label, row) in rows {
+            let label =
+                RegionLabel::parse_legacy(&label).map_or(label, |label| label.as_str().to_owned());
+            match merged.get_mut(&label) {
+                None => {
+                    merged.insert(label, row);
+                }
+                Some(existing) => merge_published_row(existing, &row),
+            }
+        }
+        update.execute([scope, serde_json::Value::Object(merged).to_string()])?;
+    }
+    Ok(())
+}
+
+/// Adds a published region row (`{figures: {...}, requesters: [...]}`) into another.
+fn merge_published_row(into: &mut serde_json::Value, row: &serde_json::Value) {
+    if let (Some(into), Some(row)) = (into["figures"].as_object_mut(), row["figures"].as_object()) {
+        for (name, value) in row {
+            let sum = into
+                .get(name)
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+                + value.as_u64().unwrap_or(0);
+            into.insert(name.clone(), sum.into());
+        }
+    }
+    let mut requesters: Vec<serde_json::Value> =
+        into["requesters"].as_array().cloned().unwrap_or_default();
+    for requester in row["requesters"].as_array().into_iter().flatten() {
+        if !requesters.contains(requester) {
+            requesters.push(requester.clone());
+        }
+    }
+    into["requesters"] = serde_json::Value::Array(requesters);
 }
 
 /// Version 1 stores written before `labelled_in` existed get the column.

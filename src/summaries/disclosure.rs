@@ -255,8 +255,8 @@ mod tests {
     #[test]
     fn regions_behind_fewer_than_k_requesters_are_pooled_in_other() {
         let now = tally(&[
-            ("US/California", 500, &[1, 2, 3]),
-            ("DE/Berlin", 70, &[4]),
+            ("US-CA", 500, &[1, 2, 3]),
+            ("DE-BE", 70, &[4]),
             ("bogon", 9, &[5, 6, 7]),
         ]);
         let disclosed = disclose_regions(&now, &PublishedRegions::new(), 3);
@@ -264,7 +264,7 @@ mod tests {
         assert_eq!(
             bytes(&disclosed),
             [
-                ("US/California".into(), 500),
+                ("US-CA".into(), 500),
                 ("bogon".into(), 9),
                 ("other".into(), 70)
             ]
@@ -280,21 +280,21 @@ mod tests {
     #[test]
     fn a_named_row_changes_only_when_k_new_requesters_stand_behind_it() {
         let first = disclose_regions(
-            &tally(&[("US/California", 500, &[1, 2, 3])]),
+            &tally(&[("US-CA", 500, &[1, 2, 3])]),
             &PublishedRegions::new(),
             3,
         );
         // one more download by a known requester and one by a new one: held at 500
-        let second_tally = tally(&[("US/California", 650, &[1, 2, 3, 9])]);
+        let second_tally = tally(&[("US-CA", 650, &[1, 2, 3, 9])]);
         let second = disclose_regions(&second_tally, &first.published, 3);
         assert_eq!(
             bytes(&second),
-            [("US/California".into(), 500), ("other".into(), 150)]
+            [("US-CA".into(), 500), ("other".into(), 150)]
         );
         assert_eq!(second.held, 1);
         // a lone requester in a new region: pooled, the named row still the same
         let mut third_tally = second_tally.clone();
-        let lone = tally(&[("DE/Region37", 42, &[10])]);
+        let lone = tally(&[("DE-37", 42, &[10])]);
         third_tally.by_region.extend(lone.by_region);
         third_tally.region_requesters.extend(lone.region_requesters);
         third_tally.total.bytes_sent += 42;
@@ -303,17 +303,17 @@ mod tests {
         let third = disclose_regions(&third_tally, &second.published, 3);
         assert_eq!(
             bytes(&third),
-            [("US/California".into(), 500), ("other".into(), 192)]
+            [("US-CA".into(), 500), ("other".into(), 192)]
         );
         // three new requesters since the last publication (9, 11, 12): updated
         let fourth = disclose_regions(
-            &tally(&[("US/California", 900, &[1, 2, 3, 9, 11, 12])]),
+            &tally(&[("US-CA", 900, &[1, 2, 3, 9, 11, 12])]),
             &third.published,
             3,
         );
-        assert_eq!(bytes(&fourth), [("US/California".into(), 900)]);
+        assert_eq!(bytes(&fourth), [("US-CA".into(), 900)]);
         assert_eq!(
-            fourth.published[&RegionLabel::parse("US/California").unwrap()]
+            fourth.published[&RegionLabel::parse("US-CA").unwrap()]
                 .requesters
                 .len(),
             6

@@ -76,6 +76,8 @@ pub(crate) struct SummaryOptions {
     pub grouping: Grouping,
     /// How counts are published.
     pub privacy: Privacy,
+    /// How place labels are published.
+    pub label_style: crate::labels::LabelStyle,
     /// Compute again even when nothing was extracted or labelled since the last run.
     pub full: bool,
 }

@@ -8,7 +8,6 @@ use std::path::Path;
 use super::disclosure::{Disclosed, Privacy};
 use super::tally::{Figures, Tally};
 use super::{ARCHIVE, Publication, SummaryOptions, SummaryReport};
-use crate::labels::RegionLabel;
 
 /// The header and rows of one summary table.
 fn table<K>(
@@ -152,7 +151,14 @@ fn write_tables(
         let by_asset = table("asset_path", &tally.by_asset, privacy, String::clone);
         report.write(base.join("by_asset.tsv"), &by_asset)?;
     }
-    let by_region = table("region", &regions.rows, privacy, RegionLabel::to_string);
+    // rows sorted by the label as published
+    let style = options.label_style;
+    let by_text: BTreeMap<String, Figures> = regions
+        .rows
+        .iter()
+        .map(|(label, figures)| (label.published(style).into_owned(), *figures))
+        .collect();
+    let by_region = table("region", &by_text, privacy, String::clone);
     report.write(base.join("by_region.tsv"), &by_region)?;
     let types = options.grouping.asset_types.names();
     report.write(

@@ -16,7 +16,7 @@ fn totals(
     privacy: &Privacy,
     places: &Places,
 ) -> serde_json::Value {
-    let countries: BTreeSet<&str> = regions
+    let countries: BTreeSet<String> = regions
         .named()
         .filter_map(|label| places.country(label))
         .collect();

@@ -10,7 +10,8 @@ use serde_json::json;
 const KEY: &str = "test-key";
 
 /// The region labels the mock ipinfo gives the requesters of fixtures/regions/logs (the others
-/// get theirs from fixtures/ranges): places, a label the table knows, one no geocoder can place.
+/// get theirs from fixtures/ranges): places the ISO tables know, and a region name they cannot
+/// place (its requester gets the country alone).
 fn ipinfo_details(ip: &str) -> serde_json::Value {
     match ip {
         "8.8.8.8" | "2001:4860:4860::8888" => {
@@ -45,7 +46,8 @@ fn labelled() -> Env {
         .env("IPINFO_API_KEY", "token")
         .env("IPINFO_URL", &ipinfo.url);
     assert!(command.output().unwrap().status.success());
-    // the summaries name every label (K = 1), and one already published names one more
+    // the summaries name every label (K = 1), and one already published names subdivisions the
+    // ISO tables do not know (only those go to the geocoder)
     assert!(
         env.run(&["update", "summaries", "--region-min-requesters", "1"])
             .status
@@ -107,16 +109,14 @@ fn geocode_answer(request: &Request) -> Reply {
         param(request, "q").unwrap().as_str(),
         param(request, "countrycode").unwrap().as_str(),
     ) {
-        ("California", "us") => Some((
+        ("ZZ", "us") => Some((
             36.7014631,
             -118.755997,
-            "California, United States of America",
+            "somewhere, United States of America",
         )),
-        ("Queensland", "au") => Some((-22.1646782, 144.5844903, "Queensland, Australia")),
-        ("CH", "ch") => Some((46.7985624, 8.2319736, "Switzerland")),
-        ("Île-de-France", "fr") => Some((48.6443057, 2.7537863, "Ile-de-France, France")),
-        // what a geocoder says for Mordoviya: Missouri
-        ("Mordoviya Republic", "ru") => Some((38.7604815, -92.5617875, "Missouri, United States")),
+        ("QQ", "au") => Some((-25.5, 134.5, "somewhere, Australia")),
+        ("XX", "ch") => Some((46.7985624, 8.2319736, "Switzerland")),
+        ("YY", "fr") => Some((48.6443057, 2.7537863, "Ile-de-France, France")),
         _ => None,
     };
     let results: Vec<serde_json::Value> = place
@@ -149,12 +149,13 @@ fn yaml(env: &Env) -> String {
     std::fs::read_to_string(env.cache.join("summaries/region_codes_to_coordinates.yaml")).unwrap()
 }
 
+/// What the geocoder is asked: the subdivision codes the ISO tables do not know, in their country.
 const PLACES: [(&str, &str); 5] = [
-    ("CH", "ch"),
-    ("California", "us"),
-    ("Nowhere Land", "nz"),
-    ("Queensland", "au"),
-    ("Île-de-France", "fr"),
+    ("QQ", "au"),
+    ("WW", "nz"),
+    ("XX", "ch"),
+    ("YY", "fr"),
+    ("ZZ", "us"),
 ];
 
 #[test]
@@ -165,7 +166,8 @@ fn the_file_is_what_was_written_by_hand_and_only_places_are_asked() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let expected = std::fs::read_to_string(fixture("coordinates/expected.yaml")).unwrap();
     assert_eq!(yaml(&env), expected);
-    // places only, each once, in their country; never the table's labels nor place-less ones
+    // places the tables do not know only, each once, in their country; never the tables' labels
+    // nor place-less ones
     let mut asked = asked(&server);
     asked.sort();
     let places: Vec<(String, String)> = PLACES
@@ -181,7 +183,7 @@ fn the_file_is_what_was_written_by_hand_and_only_places_are_asked() {
     );
     let text = stderr(&output);
     assert!(
-        text.contains("could not place 1 labels") && text.contains("NZ/Nowhere Land"),
+        text.contains("could not place 1 labels") && text.contains("NZ/WW"),
         "{text}"
     );
 }
@@ -203,7 +205,7 @@ fn no_label_is_asked_twice_across_runs() {
         modified
     );
     // the place the geocoder could not find is not asked again either, and still listed
-    assert!(stderr(&output).contains("NZ/Nowhere Land"));
+    assert!(stderr(&output).contains("NZ/WW"));
 }
 
 #[test]
@@ -213,12 +215,16 @@ fn without_a_key_the_table_and_cache_are_used_and_the_rest_listed() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = stderr(&output);
     assert!(
-        text.contains("5 labels need the geocoder (OPENCAGE_API_KEY is not set): AU/Queensland, CH, FR/Île-de-France, NZ/Nowhere Land, US/California"),
+        text.contains("5 labels need the geocoder (OPENCAGE_API_KEY is not set): AU/QQ, CH/XX, FR/YY, NZ/WW, US/ZZ"),
         "{text}"
     );
     let file = yaml(&env);
-    assert!(file.contains("\"RU/Mordoviya Republic\": {latitude: 54.1838, longitude: 45.1749}\n"));
-    assert!(file.contains("\"US/California\": {latitude: null, longitude: null}\n"));
+    // by hand from src/labels/iso3166-2.tsv: Mordoviya's reference point, not Missouri
+    assert!(
+        file.contains("\"RU/Mordovija, Respublika\": {latitude: 54.442, longitude: 44.4661}\n")
+    );
+    assert!(file.contains("\"US/California\": {latitude: 36.7015, longitude: -118.756}\n"));
+    assert!(file.contains("\"US/ZZ\": {latitude: null, longitude: null}\n"));
 }
 
 #[test]
@@ -327,9 +333,7 @@ fn an_answer_of_the_wrong_shape_is_never_cached_as_not_found() {
         5,
         "every place is asked: none was cached as not found"
     );
-    assert!(
-        yaml(&env).contains("\"US/California\": {latitude: 36.7014631, longitude: -118.755997}")
-    );
+    assert!(yaml(&env).contains("\"US/ZZ\": {latitude: 36.7014631, longitude: -118.755997}"));
 }
 
 /// `--forget LABEL` asks again for one label; `--refresh` for every label.
@@ -339,17 +343,14 @@ fn forgotten_answers_are_asked_again() {
     let server = MockServer::start(|request, _| geocode_answer(request));
     assert!(coordinates(&env, Some(&server), &[]).status.success());
     assert_eq!(server.requests().len(), 5);
-    let output = coordinates(&env, Some(&server), &["--forget", "US/California"]);
+    let output = coordinates(&env, Some(&server), &["--forget", "US/ZZ"]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("1 earlier answers forgotten"),
         "{}",
         stderr(&output)
     );
-    assert_eq!(
-        asked(&server)[5..],
-        [("California".to_owned(), "us".to_owned())]
-    );
+    assert_eq!(asked(&server)[5..], [("ZZ".to_owned(), "us".to_owned())]);
     assert!(
         coordinates(&env, Some(&server), &["--refresh"])
             .status

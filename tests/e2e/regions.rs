@@ -15,11 +15,11 @@ const TOKEN: &str = "test-token";
 /// Every requester of fixtures/regions/logs and its label, worked out by hand from
 /// fixtures/ranges and the mock ipinfo answers below.
 const EXPECTED: [(&str, &str); 16] = [
-    ("8.8.8.8", "US/California"),
-    ("8.8.4.4", "US/California"),
-    ("1.1.1.1", "AU/Queensland"),
+    ("8.8.8.8", "US-CA"),
+    ("8.8.4.4", "US-CA"),
+    ("1.1.1.1", "AU-QLD"),
     ("9.9.9.9", "CH"),
-    ("2001:4860:4860::8888", "US/California"),
+    ("2001:4860:4860::8888", "US-CA"),
     ("149.112.112.112", "unknown"),
     ("192.0.2.10", "bogon"),
     ("10.20.30.40", "bogon"),
@@ -409,10 +409,7 @@ fn an_address_missing_from_the_answer_stays_pending() {
     let output = regions(&env, Some(&server), &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(stderr(&output).contains("left 1 addresses out of its answers"));
-    assert_labels(
-        &env,
-        &[("8.8.4.4", None), ("8.8.8.8", Some("US/California"))],
-    );
+    assert_labels(&env, &[("8.8.4.4", None), ("8.8.8.8", Some("US-CA"))]);
     let full = MockServer::start(|request, _| batch_answer(request, &[]));
     regions(&env, Some(&full), &[]);
     assert_eq!(all_asked(&full), ["8.8.4.4"]);
@@ -533,9 +530,9 @@ fn keep_ips_and_refresh_one_share_a_day() {
         .collect();
     assert_eq!(asked, &kept_in_share & &for_ipinfo);
     assert!(asked.contains("8.8.8.8"));
-    assert_labels(&env, &[("8.8.8.8", Some("US/Texas"))]);
+    assert_labels(&env, &[("8.8.8.8", Some("US-TX"))]);
     let log = std::fs::read_to_string(env.cache.join("regions-refresh.log")).unwrap();
-    assert!(log.contains("\tUS/California\tUS/Texas\n"), "{log}");
+    assert!(log.contains("\tUS-CA\tUS-TX\n"), "{log}");
     assert!(!log.contains("8.8.8.8"));
 
     // without --keep-ips the kept IPs go
