@@ -166,11 +166,13 @@ pub(crate) fn label(details: &serde_json::Value) -> Option<Answered> {
     Some(
         country
             .and_then(|country| RegionLabel::place_named(country, region))
-            .map(|(label, unplaced)| {
-                let unplaced = unplaced.map(|name| format!("{}: {name}", label.as_str()));
-                (label, unplaced)
-            })
-            .unwrap_or_else(|| (RegionLabel::unknown(), None)),
+            .map_or_else(
+                || (RegionLabel::unknown(), None),
+                |(label, unplaced)| {
+                    let unplaced = unplaced.map(|name| format!("{}: {name}", label.as_str()));
+                    (label, unplaced)
+                },
+            ),
     )
 }
 
