@@ -40,6 +40,10 @@ pub(crate) struct Settings {
     /// The default cache directory, set by `s3tally config cache set`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<PathBuf>,
+    /// The IP database `update regions` places requesters with (`config geoip set`, or where
+    /// `update geoip` downloaded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geoip_db: Option<PathBuf>,
 }
 
 /// The config directory: `$S3TALLY_CONFIG_DIR`, else `<user config dir>/s3tally`.
@@ -107,6 +111,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let settings = Settings {
             cache: Some(PathBuf::from("/data/s3tally")),
+            ..Settings::default()
         };
         settings.save(dir.path()).unwrap();
         assert_eq!(

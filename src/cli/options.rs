@@ -165,6 +165,11 @@ pub struct RegionsTuning {
     /// Addresses per ipinfo request (at most 1000).
     #[arg(long, default_value_t = 1000, hide = true, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub batch_size: u16,
+    /// Place requesters from this IP database (MMDB: MaxMind GeoLite2/GeoIP2 City or Country,
+    /// DB-IP Lite, IPinfo's free country database) instead of ipinfo [default: the one `update
+    /// geoip` downloaded, or `config geoip set` remembered]. Offline, no key, no quota.
+    #[arg(long, value_name = "FILE")]
+    pub geoip_db: Option<PathBuf>,
     /// Which of the 90 refresh shares to ask for [default: today's].
     #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(0..90))]
     pub refresh_partition: Option<u64>,
@@ -172,15 +177,19 @@ pub struct RegionsTuning {
 
 impl RegionsTuning {
     /// The regions stage's options.
+    /// The regions stage's options; `remembered_geoip` is the database remembered in the config
+    /// (used when --geoip-db is not given).
     pub(super) fn options(
         &self,
         network: &NetworkArgs,
         environment: &Environment,
+        remembered_geoip: Option<PathBuf>,
     ) -> Result<RegionsOptions, UsageError> {
         if let Some(dir) = &self.ranges_dir {
             check_dirs("ranges directory", std::slice::from_ref(dir))?;
         }
         Ok(RegionsOptions {
+            geoip_db: self.geoip_db.clone().or(remembered_geoip),
             ranges_dir: self.ranges_dir.clone(),
             range_urls: environment.range_urls.clone(),
             ipinfo_url: self.ipinfo_url.clone(),

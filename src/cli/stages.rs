@@ -13,6 +13,7 @@ use super::options::{
 };
 use super::{Place, Writing, print_out};
 use crate::cache::Cache;
+use crate::config::Settings;
 use crate::coordinates::{Coordinates, Forget};
 use crate::extract::Extract;
 use crate::interrupt::StopFlag;
@@ -209,7 +210,11 @@ pub(super) fn run(place: &Place, args: RunArgs) -> anyhow::Result<Outcome> {
         .options(&args.log_dirs, Salt::load(&place.config_dir)?);
     let options = RunOptions {
         extract,
-        regions: args.regions.options(&args.network, &environment)?,
+        regions: args.regions.options(
+            &args.network,
+            &environment,
+            Settings::load(&place.config_dir)?.geoip_db,
+        )?,
         coordinates: args.geocoder.options(
             summaries.output_dir.clone(),
             &args.network,
@@ -250,7 +255,10 @@ pub(super) fn update(place: &Place, command: UpdateCommand) -> anyhow::Result<Ou
     let environment = Environment::from_env();
     match command {
         UpdateCommand::Regions(args) => {
-            let options = args.tuning.options(&args.network, &environment)?;
+            let remembered = Settings::load(&place.config_dir)?.geoip_db;
+            let options = args
+                .tuning
+                .options(&args.network, &environment, remembered)?;
             Writing::open_existing(cache)?.run_stage::<Regions>(&options)
         }
         UpdateCommand::Coordinates(args) => {

@@ -8,6 +8,7 @@ use futures_util::StreamExt;
 
 use super::RegionsOptions;
 use super::RegionsReport;
+use super::geoip::GeoIp;
 use super::ipinfo::{Ipinfo, IpinfoError, KEY_ENV, MAX_BATCH};
 use super::ranges::{Bogons, RangeTable, Service};
 use crate::interrupt::StopFlag;
@@ -73,6 +74,35 @@ pub(super) fn label_locally(
         *report.labelled.entry(label.kind().name()).or_default() += 1;
     }
     Ok(for_ipinfo)
+}
+
+/// Labels `requesters` from an IP database: a place, or `unknown` for an address it does not
+/// know.
+pub(super) fn label_from_database(
+    store: &Store,
+    database: &GeoIp,
+    requesters: &[(RequesterId, String)],
+    options: &RegionsOptions,
+    report: &mut RegionsReport,
+) -> anyhow::Result<()> {
+    let mut labels = Vec::with_capacity(requesters.len());
+    for (id, ip) in requesters {
+        // only parsable addresses get here (`decide` labels the others `unknown`)
+        let label = match ip.parse::<IpAddr>() {
+            Ok(ip) => {
+                let (label, unplaced) = database.locate(ip.to_canonical());
+                report.unplaced_names.extend(unplaced);
+                label
+            }
+            Err(_) => RegionLabel::unknown(),
+        };
+        labels.push((*id, label));
+    }
+    for chunk in labels.chunks(10_000) {
+        store.label_requesters(chunk, options.keep_ips)?;
+    }
+    *report.labelled.entry("geoip").or_default() += labels.len() as u64;
+    Ok(())
 }
 
 /// Asks ipinfo for `requesters` in batches, a few in flight, committing each answer at once.

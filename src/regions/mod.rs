@@ -7,6 +7,7 @@
 //! [`ipinfo`]). Labels are committed after every answered batch, so a kill loses at most the
 //! batches in flight ([`lookup`]). `--refresh` labels kept requesters again ([`refresh`]).
 
+pub(crate) mod geoip;
 pub(crate) mod ipinfo;
 mod lists;
 mod lookup;
@@ -29,6 +30,8 @@ pub(crate) use refresh::todays_partition;
 /// What the regions stage needs.
 #[derive(Debug, Clone)]
 pub(crate) struct RegionsOptions {
+    /// An IP database placing requesters instead of ipinfo.
+    pub geoip_db: Option<PathBuf>,
     /// Read the range lists from this directory instead of downloading them.
     pub ranges_dir: Option<PathBuf>,
     /// Where each list is downloaded from, in `Service::ALL` order.
@@ -56,7 +59,8 @@ pub(crate) struct RegionsOptions {
 pub(crate) struct RegionsReport {
     /// Requesters waiting for a label when the stage began.
     pub pending_before: u64,
-    /// Labels given, by kind (`unknown`, `bogon`, `GitHub`, `AWS`, `GCP`, `VPN`, `ipinfo`).
+    /// Labels given, by kind (`unknown`, `bogon`, `GitHub`, `AWS`, `GCP`, `VPN`, `ipinfo`,
+    /// `geoip`).
     pub labelled: BTreeMap<&'static str, u64>,
     /// Requesters that need ipinfo while no key is set.
     pub need_key: u64,
@@ -76,6 +80,8 @@ pub(crate) struct RegionsReport {
     pub refreshed: (u64, u64),
     /// Kept raw IPs deleted because `--keep-ips` was not given.
     pub forgotten_ips: u64,
+    /// The IP database that placed requesters, described, when one was used.
+    pub database: Option<String>,
     /// Region names ipinfo gave that the ISO 3166-2 table could not place (`CC: name`): their
     /// requesters got the country alone.
     pub unplaced_names: std::collections::BTreeSet<String>,
@@ -105,6 +111,9 @@ impl stage::Report for RegionsReport {
             self.elapsed.as_secs_f64(),
             self.still_pending
         )];
+        if let Some(database) = &self.database {
+            lines.push(format!("regions: places from the IP database {database}"));
+        }
         lines.extend(self.warnings.iter().map(|w| format!("warning: {w}")));
         for (service, why) in &self.unavailable {
             lines.push(format!(
@@ -166,6 +175,10 @@ impl stage::Report for RegionsReport {
     }
 }
 
+/// An IP database older than this is worth replacing (`MaxMind` and DB-IP publish weekly to
+/// monthly).
+const STALE_DATABASE_DAYS: i64 = 60;
+
 /// The regions stage.
 pub(crate) struct Regions;
 
@@ -218,6 +231,30 @@ async fn update(context: &Context<'_>, options: &RegionsOptions) -> anyhow::Resu
     }
 
     let for_ipinfo = label_locally(store, pending, &bogons, &services, options, &mut report)?;
+    if let Some(path) = &options.geoip_db {
+        let database = geoip::GeoIp::open(path)?;
+        let (kind, built) = database.describe();
+        let built_day = chrono::DateTime::from_timestamp(built.cast_signed(), 0)
+            .map(|time| time.format("%Y-%m-%d").to_string())
+            .unwrap_or_default();
+        report.database = Some(format!(
+            "{} ({kind}, built {built_day})",
+            database.path().display()
+        ));
+        let age_days = (chrono::Utc::now().timestamp() - built.cast_signed()) / 86_400;
+        if age_days > STALE_DATABASE_DAYS {
+            report.warnings.push(format!(
+                "the IP database was built {age_days} days ago: `s3tally update geoip` gets a newer one"
+            ));
+        }
+        lookup::label_from_database(store, &database, &for_ipinfo, options, &mut report)?;
+        if options.refresh_partition.is_some() {
+            report.warnings.push(
+                "--refresh asks ipinfo again; with an IP database it is not needed (update the database with `s3tally update geoip`)".into(),
+            );
+        }
+        return Ok(report);
+    }
 
     let Some(key) = options.ipinfo_key.as_deref().filter(|k| !k.is_empty()) else {
         report.need_key = for_ipinfo.len() as u64;

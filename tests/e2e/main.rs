@@ -8,6 +8,7 @@ mod coordinates;
 mod dandi;
 mod errors;
 mod extract;
+mod geoip;
 mod hostile;
 mod identity;
 mod interrupt;
