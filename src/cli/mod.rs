@@ -7,6 +7,7 @@
     reason = "doc comments of commands and arguments are the --help text, where backticks would show"
 )]
 mod admin;
+mod geoip;
 mod inspect;
 mod map;
 mod options;

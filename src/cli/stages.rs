@@ -102,6 +102,14 @@ pub enum UpdateCommand {
     Summaries(SummaryArgs),
     /// Write totals.json (by dataset) and archive_totals.json, private like the summaries.
     Totals(SummaryArgs),
+    /// Download (or bring up to date) the IP database `update regions` places requesters with:
+    /// from MaxMind (GeoLite2, free account: MAXMIND_ACCOUNT_ID and MAXMIND_LICENSE_KEY; the
+    /// download is checked against MaxMind's SHA-256), or from --url (e.g. DB-IP Lite, free,
+    /// monthly, CC BY 4.0: https://db-ip.com/db/lite.php). The file must open as a database, then
+    /// replaces the old one atomically and is remembered for `update regions`. A copy younger than
+    /// --max-age-days is kept without asking; a 429 (MaxMind's daily limit) stops cleanly (exit 3)
+    /// with the old copy in place.
+    Geoip(super::geoip::GeoipArgs),
 }
 
 /// Options of `update regions`.
@@ -254,6 +262,7 @@ pub(super) fn update(place: &Place, command: UpdateCommand) -> anyhow::Result<Ou
     let cache = place.cache()?;
     let environment = Environment::from_env();
     match command {
+        UpdateCommand::Geoip(args) => super::geoip::update_geoip(place, &cache, args),
         UpdateCommand::Regions(args) => {
             let remembered = Settings::load(&place.config_dir)?.geoip_db;
             let options = args

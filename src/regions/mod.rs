@@ -7,6 +7,7 @@
 //! [`ipinfo`]). Labels are committed after every answered batch, so a kill loses at most the
 //! batches in flight ([`lookup`]). `--refresh` labels kept requesters again ([`refresh`]).
 
+pub(crate) mod download;
 pub(crate) mod geoip;
 pub(crate) mod ipinfo;
 mod lists;

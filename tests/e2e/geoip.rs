@@ -1,5 +1,6 @@
 //! Places with no API key: an offline IP database, ISO labels in either style, bundled places.
 
+use crate::common::mock::{MockServer, Reply};
 use crate::common::{Env, fixture, labels_of, stderr};
 
 fn city_db() -> String {
@@ -144,4 +145,204 @@ fn the_label_style_switches_without_any_lookup() {
     );
     summaries("names");
     assert_eq!(region_rows(&env), names);
+}
+
+/// The test city database packed as `MaxMind` serves it: a .tar.gz with a dated directory.
+fn maxmind_tarball() -> Vec<u8> {
+    let database = std::fs::read(city_db()).unwrap();
+    let mut tarball = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(database.len() as u64);
+    tarball
+        .append_data(
+            &mut header,
+            "GeoLite2-City_20261124/GeoLite2-City.mmdb",
+            database.as_slice(),
+        )
+        .unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tarball.into_inner().unwrap()).unwrap();
+    gz.finish().unwrap()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// A mock of `MaxMind`'s download service: the archive and its `.sha256`, behind basic auth
+/// (`42:secret`); `checksum` is what the `.sha256` says.
+fn maxmind(checksum: String) -> MockServer {
+    let archive = maxmind_tarball();
+    MockServer::start(move |request, _| {
+        // "42:secret" in base64
+        if request.header("authorization") != Some("Basic NDI6c2VjcmV0") {
+            return Reply::Respond(401, vec![], "Invalid license key".into());
+        }
+        let binary = |body: Vec<u8>| {
+            Reply::Bytes(
+                200,
+                vec![("Content-Type".into(), "application/gzip".into())],
+                body,
+            )
+        };
+        match request.path.as_str() {
+            "/geoip/databases/GeoLite2-City/download?suffix=tar.gz.sha256" => Reply::Respond(
+                200,
+                vec![],
+                format!("{checksum}  GeoLite2-City_20261124.tar.gz\n"),
+            ),
+            "/geoip/databases/GeoLite2-City/download?suffix=tar.gz" => binary(archive.clone()),
+            _ => Reply::Respond(404, vec![], "not found".into()),
+        }
+    })
+}
+
+fn update_geoip(env: &Env, server: &MockServer, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "update",
+        "geoip",
+        "--maxmind-url",
+        &server.url,
+        "--retry-base-ms",
+        "10",
+    ];
+    args.extend_from_slice(extra);
+    env.command(&args)
+        .env("MAXMIND_ACCOUNT_ID", "42")
+        .env("MAXMIND_LICENSE_KEY", "secret")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn update_geoip_downloads_checks_replaces_and_skips_a_fresh_copy() {
+    let env = Env::new();
+    let good = maxmind(sha256_hex(&maxmind_tarball()));
+    let output = update_geoip(&env, &good, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let db = env.cache.join("geoip/GeoLite2-City.mmdb");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        std::fs::read(city_db()).unwrap()
+    );
+    assert_eq!(good.requests().len(), 2);
+    // remembered: `update regions` uses it without --geoip-db
+    env.extract(&[&fixture("regions/logs")], 0);
+    let output = env
+        .command(&[
+            "update",
+            "regions",
+            "--ranges-dir",
+            fixture("ranges").to_str().unwrap(),
+        ])
+        .env_remove("IPINFO_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        labels_of(&env, &["8.8.8.8"])["8.8.8.8"].as_deref(),
+        Some("US-CA")
+    );
+    // fresh: nothing asked
+    let output = update_geoip(&env, &good, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stderr(&output).contains("kept"), "{}", stderr(&output));
+    assert_eq!(good.requests().len(), 2);
+    // a checksum that does not match: refused, the old copy stays
+    let before = std::fs::read(&db).unwrap();
+    let tampered = maxmind("0".repeat(64));
+    let output = update_geoip(&env, &tampered, &["--force"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("SHA-256"), "{}", stderr(&output));
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+    // no temporary file left beside it
+    let beside: Vec<_> = std::fs::read_dir(db.parent().unwrap()).unwrap().collect();
+    assert_eq!(beside.len(), 1);
+}
+
+#[test]
+fn refused_keys_and_the_daily_limit_are_handled_and_the_old_copy_stays() {
+    let env = Env::new();
+    let db = env.dir.path().join("kept.mmdb");
+    std::fs::copy(city_db(), &db).unwrap();
+    let db_arg = db.to_str().unwrap();
+    let refusing =
+        MockServer::start(|_, _| Reply::Respond(401, vec![], "Invalid license key".into()));
+    let output = update_geoip(&env, &refusing, &["--db", db_arg, "--force"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains("MAXMIND_ACCOUNT_ID") && !text.contains("secret"),
+        "{text}"
+    );
+    assert_eq!(refusing.requests().len(), 1, "401 is not retried");
+    let limited = MockServer::start(|_, _| Reply::Respond(429, vec![], "Too many".into()));
+    let output = update_geoip(
+        &env,
+        &limited,
+        &["--db", db_arg, "--force", "--retries", "1"],
+    );
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("download limit"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(limited.requests().len(), 2);
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        std::fs::read(city_db()).unwrap()
+    );
+    // without credentials and without --url: bad usage naming both ways
+    let output = env
+        .command(&["update", "geoip"])
+        .env_remove("MAXMIND_ACCOUNT_ID")
+        .env_remove("MAXMIND_LICENSE_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--url"), "{}", stderr(&output));
+}
+
+#[test]
+fn any_url_works_and_a_download_that_is_no_database_is_refused() {
+    let env = Env::new();
+    let database = std::fs::read(city_db()).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &database).unwrap();
+    let gzipped = gz.finish().unwrap();
+    let server = MockServer::start(move |request, _| match request.path.as_str() {
+        "/dbip-city-lite-2026-11.mmdb.gz" => Reply::Bytes(200, vec![], gzipped.clone()),
+        _ => Reply::Respond(200, vec![], "<html>not a database</html>".into()),
+    });
+    let db = env.dir.path().join("dbip.mmdb");
+    let url = format!("{}/dbip-city-lite-2026-11.mmdb.gz", server.url);
+    let output = env.run(&[
+        "update",
+        "geoip",
+        "--url",
+        &url,
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(std::fs::read(&db).unwrap(), database);
+    let bad = format!("{}/page.html", server.url);
+    let output = env.run(&[
+        "update",
+        "geoip",
+        "--url",
+        &bad,
+        "--db",
+        db.to_str().unwrap(),
+        "--force",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("not an IP database"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(std::fs::read(&db).unwrap(), database);
 }

@@ -37,6 +37,8 @@ pub(crate) enum Reply {
     Hang,
     /// Answer 200 with a body of this many bytes, one byte every 100 ms (a service that drips).
     Drip(usize),
+    /// Status, extra headers, binary body.
+    Bytes(u16, Vec<(String, String)>, Vec<u8>),
 }
 
 impl Reply {
@@ -194,20 +196,26 @@ fn serve(stream: TcpStream, requests: &Mutex<Vec<Request>>, done: &AtomicBool, h
             }
         }
         Reply::Respond(status, extra, body) => {
-            let mut head = format!(
-                "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-                reason(status),
-                body.len()
-            );
-            for (name, value) in extra {
-                head.push_str(&format!("{name}: {value}\r\n"));
-            }
-            head.push_str("\r\n");
-            let _ = writer.write_all(head.as_bytes());
-            let _ = writer.write_all(body.as_bytes());
-            let _ = writer.flush();
+            respond(&mut writer, status, &extra, body.as_bytes());
         }
+        Reply::Bytes(status, extra, body) => respond(&mut writer, status, &extra, &body),
     }
+}
+
+/// Writes a whole answer.
+fn respond(writer: &mut impl Write, status: u16, extra: &[(String, String)], body: &[u8]) {
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        reason(status),
+        body.len()
+    );
+    for (name, value) in extra {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = writer.write_all(head.as_bytes());
+    let _ = writer.write_all(body);
+    let _ = writer.flush();
 }
 
 fn reason(status: u16) -> &'static str {
