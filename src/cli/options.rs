@@ -34,7 +34,7 @@ pub(super) struct Environment {
     /// `OPENCAGE_API_KEY`.
     pub opencage_key: Option<String>,
     /// Where each range list is downloaded from, in `Service::ALL` order.
-    pub range_urls: [String; 4],
+    pub range_urls: [String; 5],
 }
 
 impl Environment {

@@ -27,11 +27,12 @@ pub(crate) struct StatusReport {
 }
 
 /// The kinds of label, in the order shown, then requesters not labelled yet.
-const LABEL_KINDS: [&str; 8] = [
+const LABEL_KINDS: [&str; 9] = [
     LabelKind::Bogon.name(),
     LabelKind::GitHub.name(),
     LabelKind::Aws.name(),
     LabelKind::Gcp.name(),
+    LabelKind::Azure.name(),
     LabelKind::Vpn.name(),
     LabelKind::Place.name(),
     LabelKind::Unknown.name(),
@@ -59,11 +60,12 @@ pub(crate) fn status(store: &Store) -> anyhow::Result<StatusReport> {
 impl StatusReport {
     /// The status as a table.
     pub(crate) fn table(&self) -> String {
-        const LABEL_ROWS: [&str; 8] = [
+        const LABEL_ROWS: [&str; 9] = [
             "requesters labelled bogon",
             "requesters labelled GitHub",
             "requesters labelled AWS/...",
             "requesters labelled GCP/...",
+            "requesters labelled Azure/...",
             "requesters labelled VPN",
             "requesters labelled with a place",
             "requesters labelled unknown",

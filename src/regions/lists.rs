@@ -19,6 +19,26 @@ pub(super) async fn load_ranges(
     cache: &Cache,
     client: &reqwest::Client,
     warnings: &mut Vec<String>,
+) -> Result<Option<RangeTable>, String> {
+    let configured = options.ranges_dir.as_ref().map_or(!url.is_empty(), |dir| {
+        dir.join(service.file_name()).exists()
+    });
+    if service.is_optional() && !configured {
+        return Ok(None);
+    }
+    load_configured(service, url, options, cache, client, warnings)
+        .await
+        .map(Some)
+}
+
+/// A list that is configured: from `--ranges-dir`, the fresh cache, a download, or the stale cache.
+async fn load_configured(
+    service: Service,
+    url: &str,
+    options: &RegionsOptions,
+    cache: &Cache,
+    client: &reqwest::Client,
+    warnings: &mut Vec<String>,
 ) -> Result<RangeTable, String> {
     if let Some(dir) = &options.ranges_dir {
         let path = dir.join(service.file_name());

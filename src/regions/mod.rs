@@ -36,7 +36,7 @@ pub(crate) struct RegionsOptions {
     /// Read the range lists from this directory instead of downloading them.
     pub ranges_dir: Option<PathBuf>,
     /// Where each list is downloaded from, in `Service::ALL` order.
-    pub range_urls: [String; 4],
+    pub range_urls: [String; 5],
     /// The ipinfo base URL.
     pub ipinfo_url: String,
     /// The ipinfo token; without one, what needs ipinfo stays pending.
@@ -223,7 +223,9 @@ async fn update(context: &Context<'_>, options: &RegionsOptions) -> anyhow::Resu
         }
         match lists::load_ranges(service, url, options, cache, &client, &mut report.warnings).await
         {
-            Ok(table) => services.push((service, Some(table))),
+            Ok(Some(table)) => services.push((service, Some(table))),
+            // an optional list not configured: not used, nobody waits for it
+            Ok(None) => {}
             Err(why) => {
                 report.unavailable.push((service, why));
                 services.push((service, None));

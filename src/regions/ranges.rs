@@ -161,14 +161,27 @@ pub(crate) enum Service {
     Aws,
     /// Google Cloud (cloud.json): label `GCP/<scope>`.
     Gcp,
+    /// Microsoft Azure (the weekly Service Tags JSON): label `Azure/<region>`. Optional: Microsoft
+    /// publishes it under a new address each week, so it is used only when configured.
+    Azure,
     /// VPN and datacenter ranges (one CIDR a line): label `VPN`.
     Vpn,
 }
 
 impl Service {
     /// Every service, in the order they are checked: the first that matches labels the requester.
-    pub(crate) const ALL: [Service; 4] =
-        [Service::GitHub, Service::Aws, Service::Gcp, Service::Vpn];
+    pub(crate) const ALL: [Service; 5] = [
+        Service::GitHub,
+        Service::Aws,
+        Service::Gcp,
+        Service::Azure,
+        Service::Vpn,
+    ];
+
+    /// Whether the list is used only when configured (a URL, or its file in `--ranges-dir`).
+    pub(crate) fn is_optional(self) -> bool {
+        self == Service::Azure
+    }
 
     /// Its name in messages.
     pub(crate) fn name(self) -> &'static str {
@@ -176,6 +189,7 @@ impl Service {
             Service::GitHub => "GitHub",
             Service::Aws => "AWS",
             Service::Gcp => "GCP",
+            Service::Azure => "Azure",
             Service::Vpn => "VPN",
         }
     }
@@ -186,6 +200,7 @@ impl Service {
             Service::GitHub => "github.json",
             Service::Aws => "aws.json",
             Service::Gcp => "gcp.json",
+            Service::Azure => "azure.json",
             Service::Vpn => "vpn.txt",
         }
     }
@@ -196,6 +211,9 @@ impl Service {
             Service::GitHub => "https://api.github.com/meta",
             Service::Aws => "https://ip-ranges.amazonaws.com/ip-ranges.json",
             Service::Gcp => "https://www.gstatic.com/ipranges/cloud.json",
+            // no stable address: https://www.microsoft.com/download/details.aspx?id=56519 links
+            // this week's ServiceTags_Public_YYYYMMDD.json
+            Service::Azure => "",
             Service::Vpn => {
                 "https://raw.githubusercontent.com/josephrocca/is-vpn/main/vpn-or-datacenter-ipv4-ranges.txt"
             }
@@ -208,6 +226,7 @@ impl Service {
             Service::GitHub => "S3TALLY_GITHUB_RANGES_URL",
             Service::Aws => "S3TALLY_AWS_RANGES_URL",
             Service::Gcp => "S3TALLY_GCP_RANGES_URL",
+            Service::Azure => "S3TALLY_AZURE_RANGES_URL",
             Service::Vpn => "S3TALLY_VPN_RANGES_URL",
         }
     }
@@ -289,6 +308,33 @@ impl Service {
                     }
                 }
             }
+            Service::Azure => {
+                // regional tags (`AzureCloud.eastus`, `Storage.WestEurope`...) carry the region;
+                // the global ones (region "") are left out
+                for entry in json["values"].as_array().into_iter().flatten() {
+                    let properties = &entry["properties"];
+                    let Some(region) = properties["region"].as_str().filter(|r| !r.is_empty())
+                    else {
+                        continue;
+                    };
+                    let Ok(label) = RegionLabel::parse(&format!("Azure/{region}")) else {
+                        continue;
+                    };
+                    for prefix in properties["addressPrefixes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                    {
+                        let Some(prefix) = prefix.as_str() else {
+                            continue;
+                        };
+                        let prefix = prefix
+                            .parse::<IpNet>()
+                            .map_err(|_| format(format!("`{prefix}` is not a CIDR range")))?;
+                        table.insert(prefix, &label);
+                    }
+                }
+            }
             Service::Vpn => unreachable!("handled above"),
         }
         non_empty(table, format)
@@ -317,6 +363,30 @@ mod tests {
     /// What a table says of an address, as text.
     fn label_of(table: &RangeTable, text: &str) -> Option<String> {
         table.lookup(ip(text)).map(ToString::to_string)
+    }
+
+    #[test]
+    fn azure_service_tags_give_regions_and_leave_global_tags_out() {
+        let document = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/ranges/azure.json"),
+        )
+        .unwrap();
+        let table = Service::Azure.parse(&document).unwrap();
+        // by hand from fixtures/ranges/azure.json
+        assert_eq!(
+            label_of(&table, "20.41.1.1").as_deref(),
+            Some("Azure/westeurope")
+        );
+        assert_eq!(
+            label_of(&table, "20.42.0.9").as_deref(),
+            Some("Azure/eastus")
+        );
+        assert_eq!(
+            label_of(&table, "2603:1020:200::1").as_deref(),
+            Some("Azure/westeurope")
+        );
+        assert_eq!(label_of(&table, "20.43.0.1"), None);
+        assert!(Service::Azure.is_optional() && !Service::Aws.is_optional());
     }
 
     #[test]

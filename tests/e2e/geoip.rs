@@ -346,3 +346,36 @@ fn any_url_works_and_a_download_that_is_no_database_is_refused() {
     );
     assert_eq!(std::fs::read(&db).unwrap(), database);
 }
+
+#[test]
+fn azure_requesters_get_their_region_and_its_data_centre() {
+    let env = Env::new();
+    let logs = env.dir.path().join("logs");
+    crate::common::write_log(
+        &logs,
+        "2024-07-02-10-00-00-AAAAAAAAAAAAAAAA",
+        "ds1/a.nwb",
+        &["20.41.1.1", "20.42.0.9"],
+    );
+    env.extract(&[&logs], 0);
+    let output = regions_from(&env, &city_db());
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let labels = labels_of(&env, &["20.41.1.1", "20.42.0.9"]);
+    // by hand from fixtures/ranges/azure.json
+    assert_eq!(labels["20.41.1.1"].as_deref(), Some("Azure/westeurope"));
+    assert_eq!(labels["20.42.0.9"].as_deref(), Some("Azure/eastus"));
+    assert!(
+        env.run(&["update", "summaries", "--region-min-requesters", "1"])
+            .status
+            .success()
+    );
+    assert!(env.run(&["update", "coordinates"]).status.success());
+    let yaml =
+        std::fs::read_to_string(env.cache.join("summaries/region_codes_to_coordinates.yaml"))
+            .unwrap();
+    // src/labels/region_coordinates.tsv
+    assert!(
+        yaml.contains("\"Azure/westeurope\": {latitude: 52.3667, longitude: 4.9}\n"),
+        "{yaml}"
+    );
+}
