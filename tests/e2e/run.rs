@@ -350,6 +350,8 @@ fn the_readme_main_job_needs_no_key_and_no_network() {
             fixture("").to_str().unwrap(),
             "--ranges-dir",
             fixture("ranges").to_str().unwrap(),
+            "--geoip-db",
+            fixture("geoip/s3tally-test-city.mmdb").to_str().unwrap(),
         ])
         .env_remove("IPINFO_API_KEY")
         .env_remove("OPENCAGE_API_KEY")
@@ -372,16 +374,36 @@ fn the_readme_main_job_needs_no_key_and_no_network() {
         assert!(out.join(file).exists(), "{file}");
     }
     let regions = std::fs::read_to_string(out.join("archive/by_region.tsv")).unwrap();
-    // bogon, missing and AWS/us-east-1 (the five of fixtures/dandi) have 5 or more requesters
-    // behind them; GitHub fewer: pooled
-    for label in ["AWS/us-east-1", "bogon", "missing", "other"] {
+    // bogon, AWS/us-east-1 (the five of fixtures/dandi), US/California and AU/Queensland (the
+    // five each of fixtures/geoip, placed by the test database) have 5 or more requesters behind
+    // them; GitHub fewer: pooled. Nobody is left `missing`: the database placed everyone.
+    for label in [
+        "AWS/us-east-1",
+        "AU/Queensland",
+        "US/California",
+        "bogon",
+        "other",
+    ] {
         assert!(
             regions.contains(&format!("\n{label}\t")),
             "{label} in {regions}"
         );
     }
-    for pooled in ["GitHub", "GCP/"] {
+    for pooled in ["GitHub", "GCP/", "missing"] {
         assert!(!regions.contains(pooled), "{pooled} in {regions}");
+    }
+    // every published label with a place is placed by the bundled tables, no geocoder
+    let yaml = std::fs::read_to_string(out.join("region_codes_to_coordinates.yaml")).unwrap();
+    for label in ["AU/Queensland", "US/California", "AWS/us-east-1"] {
+        let line = yaml
+            .lines()
+            .find(|line| line.starts_with(&format!("\"{label}\"")))
+            .unwrap_or_else(|| panic!("{label} in {yaml}"));
+        assert!(!line.contains("null"), "{line}");
+    }
+    let placeless = ["\"bogon\"", "\"other\"", "\"unknown\""];
+    for line in yaml.lines().filter(|line| line.contains("null")) {
+        assert!(placeless.iter().any(|p| line.starts_with(p)), "{line}");
     }
 }
 
