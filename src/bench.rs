@@ -488,3 +488,44 @@ pub(crate) fn ranges_benchmark(prefixes: usize, lookups: usize, seed: u64) -> Ra
         seconds: start.elapsed().as_secs_f64(),
     }
 }
+
+/// What the IP database benchmark measured.
+#[derive(Debug)]
+pub(crate) struct GeoipBenchReport {
+    /// Lookups made.
+    pub lookups: usize,
+    /// Lookups that gave a place (not `unknown`).
+    pub placed: usize,
+    /// Seconds they took, on one thread.
+    pub seconds: f64,
+}
+
+/// Times `lookups` label lookups of random public IPv4 addresses (and one in eight IPv6) in the
+/// database at `db`, on one thread: the work `update regions` does per requester.
+pub(crate) fn geoip_benchmark(
+    db: &std::path::Path,
+    lookups: usize,
+    seed: u64,
+) -> anyhow::Result<GeoipBenchReport> {
+    let database = crate::regions::geoip::GeoIp::open(db)?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let addresses: Vec<std::net::IpAddr> = (0..lookups)
+        .map(|i| {
+            if i % 8 == 7 {
+                std::net::IpAddr::V6((0x2000u128 << 112 | rng.r#gen::<u128>() >> 16).into())
+            } else {
+                std::net::IpAddr::V4(rng.gen_range(0x0100_0000u32..0xdf00_0000).into())
+            }
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    let placed = addresses
+        .iter()
+        .filter(|ip| database.locate(**ip).0.kind() != crate::labels::LabelKind::Unknown)
+        .count();
+    Ok(GeoipBenchReport {
+        lookups,
+        placed,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}

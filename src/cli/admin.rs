@@ -76,6 +76,17 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Time label lookups in an IP database (MMDB) on one thread: random public addresses.
+    Geoip {
+        /// The database.
+        db: PathBuf,
+        /// Lookups to time.
+        #[arg(long, default_value_t = 2_000_000)]
+        lookups: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
 }
 
 /// `s3tally reset ...`.
@@ -149,6 +160,18 @@ pub(super) fn bench(command: BenchCommand) -> anyhow::Result<Outcome> {
                 report.bytes as f64 / 1e6,
                 dir.display()
             );
+        }
+        BenchCommand::Geoip { db, lookups, seed } => {
+            let report = bench::geoip_benchmark(&db, lookups, seed)?;
+            let line = format!(
+                "{} lookups in {}: {:.3} s on one thread, {:.2} million lookups per second ({} placed)",
+                report.lookups,
+                db.display(),
+                report.seconds,
+                report.lookups as f64 / report.seconds / 1e6,
+                report.placed
+            );
+            print_out(|out| writeln!(out, "{line}"))?;
         }
         BenchCommand::Ranges {
             prefixes,
