@@ -111,7 +111,15 @@ impl stage::Stage for Publish {
     type Report = PublishReport;
 
     fn run(context: &Context<'_>, options: &PublishOptions) -> anyhow::Result<PublishReport> {
-        Ok(publish(options, &requester_ids(context.store)?)?)
+        let attribution = context
+            .store
+            .stage_state(crate::regions::geoip::DATABASE_STATE)?
+            .and_then(|kind| crate::regions::geoip::attribution(&kind));
+        Ok(publish(
+            options,
+            &requester_ids(context.store)?,
+            attribution,
+        )?)
     }
 }
 
@@ -267,11 +275,39 @@ fn files_to_publish(summaries_dir: &Path) -> BTreeMap<String, PathBuf> {
     files
 }
 
+/// The repository's README, where the attribution a data source's license asks for is kept.
+const README: &str = "README.md";
+/// The lines around the block of the README that publish owns.
+const ATTRIBUTION_START: &str = "<!-- s3tally: attribution (written by s3tally publish) -->";
+/// The end of that block.
+const ATTRIBUTION_END: &str = "<!-- s3tally: end of attribution -->";
+
+/// `readme` with its attribution block holding `text`: replaced where it is, else added at the
+/// end; everything else stays as the user wrote it.
+fn with_attribution(readme: &str, text: &str) -> String {
+    let block = format!("{ATTRIBUTION_START}\n{text}\n{ATTRIBUTION_END}\n");
+    if let (Some(start), Some(end)) = (readme.find(ATTRIBUTION_START), readme.find(ATTRIBUTION_END))
+        && start < end
+    {
+        let after = &readme[end + ATTRIBUTION_END.len()..];
+        let after = after.strip_prefix('\n').unwrap_or(after);
+        return format!("{}{block}{after}", &readme[..start]);
+    }
+    let separator = match readme {
+        "" => "",
+        text if text.ends_with("\n\n") => "",
+        text if text.ends_with('\n') => "\n",
+        _ => "\n\n",
+    };
+    format!("{readme}{separator}{block}")
+}
+
 /// Copies the outputs into the repository, removes those of datasets that no longer exist, and
 /// commits (and pushes) when something changed.
 fn publish(
     options: &PublishOptions,
     requester_ids: &HashSet<String>,
+    attribution: Option<&str>,
 ) -> Result<PublishReport, PublishError> {
     let repo = &options.repo;
     if !repo.is_dir() || git(repo, &["rev-parse", "--is-inside-work-tree"]).is_err() {
@@ -327,6 +363,12 @@ fn publish(
     let in_repo = |file: &String| format!("{content}/{file}");
     let mut ours: Vec<String> = owned.iter().map(in_repo).collect();
     ours.push(in_repo(&manifest::MANIFEST.to_owned()));
+    if let Some(text) = attribution {
+        let readme = repo.join(README);
+        let before = std::fs::read_to_string(&readme).unwrap_or_default();
+        write_if_changed(&readme, &with_attribution(&before, text)).map_err(io(&readme))?;
+        ours.push(README.to_owned());
+    }
     report.cleared_lock = clear_stale_index_lock(repo)?;
     manifest::git_with_paths(repo, &["add"], &ours)?;
     let removed: Vec<String> = report.removed.iter().map(in_repo).collect();
@@ -372,4 +414,28 @@ fn publish(
         report.pushed = true;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_attribution_block_is_added_once_and_replaced_in_place() {
+        let text = "Data by someone.";
+        let fresh = with_attribution("", text);
+        assert_eq!(
+            fresh,
+            format!("{ATTRIBUTION_START}\nData by someone.\n{ATTRIBUTION_END}\n")
+        );
+        let users = "# Usage statistics\n\nOur notes.\n";
+        let added = with_attribution(users, text);
+        assert!(added.starts_with(users));
+        assert_eq!(with_attribution(&added, text), added);
+        let replaced = with_attribution(&format!("{added}More notes.\n"), "Other data.");
+        assert_eq!(
+            replaced,
+            format!("{users}\n{ATTRIBUTION_START}\nOther data.\n{ATTRIBUTION_END}\nMore notes.\n")
+        );
+    }
 }

@@ -19,6 +19,30 @@ pub(crate) struct GeoIp {
 /// not place (`CC: name`), if any.
 pub(crate) type Located = (RegionLabel, Option<String>);
 
+/// The attribution a database's license asks of whoever publishes data derived from it, by its
+/// type (`None` when its license asks none, or the type is not known).
+pub(crate) fn attribution(database_type: &str) -> Option<&'static str> {
+    let kind = database_type.to_ascii_lowercase();
+    if kind.starts_with("geolite2") {
+        Some(
+            "This product includes GeoLite2 data created by MaxMind, available from https://www.maxmind.com.",
+        )
+    } else if kind.starts_with("dbip") || kind.starts_with("db-ip") {
+        Some(
+            "IP geolocation by DB-IP (https://db-ip.com), licensed under CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/).",
+        )
+    } else if kind.starts_with("ipinfo") {
+        Some(
+            "IP address data powered by IPinfo (https://ipinfo.io), licensed under CC BY-SA 4.0 (https://creativecommons.org/licenses/by-sa/4.0/).",
+        )
+    } else {
+        None
+    }
+}
+
+/// The stage state key holding the type of the database that placed requesters.
+pub(crate) const DATABASE_STATE: &str = "geoip_database";
+
 impl GeoIp {
     /// Opens a database file; a missing or damaged file is an error saying how to get one.
     pub(crate) fn open(path: &Path) -> anyhow::Result<Self> {

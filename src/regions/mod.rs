@@ -251,6 +251,10 @@ async fn update(context: &Context<'_>, options: &RegionsOptions) -> anyhow::Resu
             ));
         }
         lookup::label_from_database(store, &database, &for_ipinfo, options, &mut report)?;
+        if !for_ipinfo.is_empty() {
+            // what publish credits (the database's license may ask it)
+            store.set_stage_state(geoip::DATABASE_STATE, &kind)?;
+        }
         if options.refresh_partition.is_some() {
             report.warnings.push(
                 "--refresh asks ipinfo again; with an IP database it is not needed (update the database with `s3tally update geoip`)".into(),

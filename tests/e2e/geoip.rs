@@ -379,3 +379,35 @@ fn azure_requesters_get_their_region_and_its_data_centre() {
         "{yaml}"
     );
 }
+
+#[test]
+fn publish_credits_the_database_in_the_repository_readme_once() {
+    let env = Env::new();
+    let repo = env.dir.path().join("usage");
+    std::fs::create_dir_all(&repo).unwrap();
+    crate::common::git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("README.md"), "# Our usage statistics\n").unwrap();
+    let publish = || {
+        let output = crate::common::run_and_publish(&env, &fixture("geoip/logs"), &repo)
+            .args(["--geoip-db", &city_db()])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    };
+    publish();
+    let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
+    // the test database says it is GeoLite2-City: MaxMind's attribution
+    assert!(readme.starts_with("# Our usage statistics\n"), "{readme}");
+    assert_eq!(
+        readme.matches("GeoLite2 data created by MaxMind").count(),
+        1,
+        "{readme}"
+    );
+    let committed = crate::common::git(&repo, &["show", "--stat", "HEAD"]);
+    assert!(committed.contains("README.md"), "{committed}");
+    publish();
+    assert_eq!(
+        std::fs::read_to_string(repo.join("README.md")).unwrap(),
+        readme
+    );
+}
