@@ -30,6 +30,23 @@ pub enum ConfigCommand {
     /// The default cache directory.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// The IP database `update regions` places requesters with (`update geoip` sets it too).
+    #[command(subcommand)]
+    Geoip(GeoipCommand),
+}
+
+/// `config geoip` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum GeoipCommand {
+    /// Remember FILE (an MMDB database) for `update regions` and `run`.
+    Set {
+        /// The database file.
+        file: PathBuf,
+    },
+    /// Forget the remembered database: places come from ipinfo again (with a key).
+    Unset,
+    /// Print the remembered database.
+    Show,
 }
 
 /// `config cache` subcommands.
@@ -130,6 +147,37 @@ pub(super) fn config(place: &Place, command: ConfigCommand) -> anyhow::Result<Ou
             format!("default cache directory: {}", dir.display())
         }
         ConfigCommand::Cache(CacheCommand::Show) => place.cache()?.dir().display().to_string(),
+        ConfigCommand::Geoip(command) => {
+            let mut settings = Settings::load(&place.config_dir)?;
+            let message = match command {
+                GeoipCommand::Set { file } => {
+                    let file = std::path::absolute(&file)?;
+                    // refuse now what `update regions` would refuse later
+                    crate::regions::geoip::GeoIp::open(&file)?;
+                    settings.geoip_db = Some(file.clone());
+                    format!("IP database: {}", file.display())
+                }
+                GeoipCommand::Unset => {
+                    settings.geoip_db = None;
+                    "no IP database: places come from ipinfo (with IPINFO_API_KEY)".to_owned()
+                }
+                GeoipCommand::Show => {
+                    return print_out(|out| {
+                        writeln!(
+                            out,
+                            "{}",
+                            settings
+                                .geoip_db
+                                .as_ref()
+                                .map_or_else(|| "none".to_owned(), |db| db.display().to_string())
+                        )
+                    })
+                    .map(|()| Outcome::Done);
+                }
+            };
+            settings.save(&place.config_dir)?;
+            message
+        }
     };
     print_out(|out| writeln!(out, "{message}"))?;
     Ok(Outcome::Done)

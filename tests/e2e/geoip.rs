@@ -411,3 +411,38 @@ fn publish_credits_the_database_in_the_repository_readme_once() {
         readme
     );
 }
+
+#[test]
+fn a_remembered_database_is_used_and_can_be_forgotten() {
+    let env = Env::new();
+    let bad = env.dir.path().join("bad.mmdb");
+    std::fs::write(&bad, "not a database").unwrap();
+    let refused = env.run(&["config", "geoip", "set", bad.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        env.run(&["config", "geoip", "set", &city_db()])
+            .status
+            .success()
+    );
+    let shown = env.run(&["config", "geoip", "show"]);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("s3tally-test-city.mmdb"));
+    env.extract(&[&fixture("geoip/logs")], 0);
+    let output = env
+        .command(&[
+            "update",
+            "regions",
+            "--ranges-dir",
+            fixture("ranges").to_str().unwrap(),
+        ])
+        .env_remove("IPINFO_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        labels_of(&env, &["8.8.8.1"])["8.8.8.1"].as_deref(),
+        Some("US-CA")
+    );
+    assert!(env.run(&["config", "geoip", "unset"]).status.success());
+    let shown = env.run(&["config", "geoip", "show"]);
+    assert_eq!(String::from_utf8_lossy(&shown.stdout), "none\n");
+}
