@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::common::mock::{MockServer, Reply};
-use crate::common::{Env, files_containing, fixture, git, run_and_publish, stderr};
+use crate::common::{EXACT, Env, files_containing, fixture, git, run_and_publish, stderr};
 
 /// The files the page reads for every dataset, with their headers.
 const PAGE_FILES: [(&str, &str); 4] = [
@@ -222,13 +222,8 @@ fn summaries(env: &Env, map: &Path, extra: &[&str]) -> String {
         "summaries",
         "--dataset-map",
         map.to_str().unwrap(),
-        "--privacy-minimum",
-        "0",
-        "--round-to",
-        "1",
-        "--region-min-requesters",
-        "1",
     ];
+    args.extend(EXACT);
     args.extend(extra);
     let output = env.run(&args);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));

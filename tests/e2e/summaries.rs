@@ -3,16 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{Env, files_containing, fixture, tree, write_log};
-
-const EXACT: [&str; 6] = [
-    "--privacy-minimum",
-    "0",
-    "--round-to",
-    "1",
-    "--region-min-requesters",
-    "1",
-];
+use crate::common::{EXACT, Env, files_containing, fixture, tree, write_log};
 
 /// fixtures/summaries/logs extracted and labelled from fixtures/ranges (no ipinfo key).
 fn labelled(logs: &[&Path]) -> Env {

@@ -8,6 +8,17 @@ use std::process::{Child, Command, Output, Stdio};
 
 use tempfile::TempDir;
 
+/// Summaries options that publish every figure exactly (no small-count hiding, no rounding,
+/// every region named): for checking figures worked out by hand.
+pub(crate) const EXACT: [&str; 6] = [
+    "--privacy-minimum",
+    "0",
+    "--round-to",
+    "1",
+    "--region-min-requesters",
+    "1",
+];
+
 /// A fixed test salt (64 hex digits).
 pub(crate) const SALT: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
