@@ -85,6 +85,9 @@ pub(crate) enum DownloadError {
         "MaxMind refused the account or license key (HTTP {0}): check {ACCOUNT_ENV} and {LICENSE_ENV}"
     )]
     Rejected(u16),
+    /// The daily download limit is reached (429): asking again would only count against it.
+    #[error("the download limit is reached (HTTP 429)")]
+    Limited,
     /// Any other answer that is not worth retrying.
     #[error("{0}")]
     Failed(String),
@@ -152,10 +155,10 @@ pub(crate) fn download(
             report.stopped = Some("stop requested".into());
             return Ok(report);
         }
-        Err(Failure::GaveUp { attempts, last }) if last.starts_with("HTTP 429") => {
-            report.stopped = Some(format!(
-                "the download limit is reached (after {attempts} attempts: {last}); the current database stays, run again tomorrow"
-            ));
+        Err(Failure::Fail(DownloadError::Limited)) => {
+            report.stopped = Some(
+                "the download limit is reached (HTTP 429); the current database stays, run again tomorrow".into(),
+            );
             return Ok(report);
         }
         Err(Failure::GaveUp { attempts, last }) => {
@@ -216,8 +219,8 @@ fn unpack(body: &[u8], name: &str) -> anyhow::Result<Vec<u8>> {
     anyhow::bail!("the downloaded archive holds no .mmdb file")
 }
 
-/// One download, retried on 5xx and network failures; 429 is retried as the policy allows (and
-/// ends as a clean stop), 401/403 refused credentials.
+/// One download, retried on 5xx and network failures; 429 (the daily limit) is not retried,
+/// 401/403 are refused credentials.
 async fn get(
     client: &reqwest::Client,
     url: &str,
@@ -246,11 +249,8 @@ async fn get(
                 Err(why) => Attempt::Retry { why, wait: None },
             },
             401 | 403 if auth.is_some() => Attempt::Fail(DownloadError::Rejected(status)),
-            // MaxMind's daily limit: not worth hammering; a clean stop after the policy's retries
-            429 => Attempt::Retry {
-                why: "HTTP 429".into(),
-                wait: http::retry_after(&response),
-            },
+            // MaxMind's daily limit: every retry would count against it; a clean stop at once
+            429 => Attempt::Fail(DownloadError::Limited),
             408 | 500..=599 => Attempt::Retry {
                 why: format!("HTTP {status}"),
                 wait: http::retry_after(&response),

@@ -286,7 +286,11 @@ fn refused_keys_and_the_daily_limit_are_handled_and_the_old_copy_stays() {
         "{}",
         stderr(&output)
     );
-    assert_eq!(limited.requests().len(), 2);
+    assert_eq!(
+        limited.requests().len(),
+        1,
+        "429 is not retried: it counts against the limit"
+    );
     assert_eq!(
         std::fs::read(&db).unwrap(),
         std::fs::read(city_db()).unwrap()
