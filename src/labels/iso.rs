@@ -156,6 +156,12 @@ impl Iso {
         })
     }
 
+    /// Every subdivision code.
+    #[cfg(test)]
+    pub(crate) fn codes(&self) -> impl Iterator<Item = &str> {
+        self.subdivisions.keys().map(String::as_str)
+    }
+
     /// How many countries and subdivisions the tables hold.
     #[cfg(test)]
     pub(crate) fn sizes(&self) -> (usize, usize) {

@@ -227,12 +227,15 @@ impl RegionLabel {
         };
         let part = &code[3..];
         let tail = match style {
+            // the name only where it reads back as this subdivision (names shared by two
+            // subdivisions of a country, or holding a `/`, would not): else the code part
             LabelStyle::Names => tables
                 .subdivision(code)
-                .map_or(part, |subdivision| subdivision.name.as_str()),
+                .map(|subdivision| subdivision.name.as_str())
+                .filter(|name| !name.contains('/') && tables.code_of(country, name) == Some(code))
+                .unwrap_or(part),
             LabelStyle::Iso => part,
         };
-        // a name with `/` would read as two parts
         std::borrow::Cow::Owned(format!("{head}/{}", tail.replace('/', "-")))
     }
 
@@ -480,6 +483,38 @@ mod tests {
         assert_eq!(
             RegionLabel::parse_legacy("AWS/us-east-1").unwrap().as_str(),
             "AWS/us-east-1"
+        );
+    }
+
+    #[test]
+    fn every_subdivision_of_the_table_reads_back_in_both_styles_and_no_two_share_a_text() {
+        for style in [LabelStyle::Names, LabelStyle::Iso] {
+            let mut seen = std::collections::HashMap::new();
+            for code in iso::iso().codes() {
+                let label = RegionLabel::parse(code).unwrap();
+                let text = label.published(style).into_owned();
+                assert_eq!(
+                    RegionLabel::parse_published(&text).as_ref(),
+                    Ok(&label),
+                    "{code} as {text:?}"
+                );
+                if let Some(other) = seen.insert(text.clone(), code) {
+                    panic!("{code} and {other} both written {text:?}");
+                }
+            }
+        }
+        // a name two subdivisions share: the first by code keeps it, the other its code
+        assert_eq!(
+            RegionLabel::parse("BD-13")
+                .unwrap()
+                .published(LabelStyle::Names),
+            "BD/Dhaka"
+        );
+        assert_eq!(
+            RegionLabel::parse("BD-C")
+                .unwrap()
+                .published(LabelStyle::Names),
+            "BD/C"
         );
     }
 
