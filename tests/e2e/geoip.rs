@@ -58,6 +58,14 @@ fn the_database_places_every_requester_ipinfo_would_have_with_no_key() {
     for (ip, label) in expected {
         assert_eq!(labels[ip].as_deref(), Some(label), "{ip}");
     }
+    // placed from the database, their raw IPs are gone from every byte of the cache
+    for ip in ["8.8.8.8", "149.112.112.112", "2001:4860:4860::8888"] {
+        assert_eq!(
+            crate::common::files_containing(&env.cache, ip),
+            Vec::<std::path::PathBuf>::new(),
+            "{ip}"
+        );
+    }
 }
 
 #[test]
