@@ -1,4 +1,6 @@
-//! Which dataset and asset an object key belongs to, and which datasets are summarized.
+//! Which dataset and asset an object key belongs to (by its leading segments, or by the
+//! archive's dataset map, where a key may belong to several datasets), which datasets are
+//! summarized, and what else decides the figures (asset types, requesters left out).
 //!
 //! Object keys are chosen by whoever uploads, and a dataset's name becomes a directory of the
 //! output. A name that cannot safely be one is never used as a path: the key is counted under the

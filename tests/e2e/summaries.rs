@@ -298,17 +298,7 @@ fn outputs_hold_no_ip_and_no_requester_index() {
         &fixture("regions/logs"),
         &fixture("nasty/logs"),
     ]);
-    summaries_and_totals(
-        &env,
-        &[
-            "--privacy-minimum",
-            "0",
-            "--round-to",
-            "1",
-            "--region-min-requesters",
-            "1",
-        ],
-    );
+    summaries_and_totals(&env, &EXACT);
     let dump = String::from_utf8(env.run(&["dump"]).stdout).unwrap();
     let ids: std::collections::BTreeSet<&str> = dump
         .lines()
