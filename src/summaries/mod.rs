@@ -11,6 +11,7 @@
 pub(crate) mod disclosure;
 pub(crate) mod excluded;
 pub(crate) mod grouping;
+pub(crate) mod saved;
 pub(crate) mod tables;
 pub(crate) mod tally;
 pub(crate) mod totals;
@@ -314,7 +315,7 @@ fn update(
             ..SummaryReport::default()
         });
     }
-    let (tallies, recomputed) = tally::current_tallies(store, &options.grouping, options.full)?;
+    let (tallies, recomputed) = saved::current_tallies(store, &options.grouping, options.full)?;
     let mut report = SummaryReport {
         stage,
         datasets: tallies.datasets.len() as u64,

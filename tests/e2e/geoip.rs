@@ -392,9 +392,7 @@ fn azure_requesters_get_their_region_and_its_data_centre() {
 #[test]
 fn publish_credits_the_database_in_the_repository_readme_once() {
     let env = Env::new();
-    let repo = env.dir.path().join("usage");
-    std::fs::create_dir_all(&repo).unwrap();
-    crate::common::git(&repo, &["init", "-q", "-b", "main"]);
+    let repo = crate::common::new_repo(&env);
     std::fs::write(repo.join("README.md"), "# Our usage statistics\n").unwrap();
     let publish = || {
         let output = crate::common::run_and_publish(&env, &fixture("geoip/logs"), &repo)

@@ -6,6 +6,7 @@ mod common;
 
 mod coordinates;
 mod dandi;
+mod dandi_map;
 mod errors;
 mod extract;
 mod geoip;
@@ -13,6 +14,8 @@ mod hostile;
 mod identity;
 mod interrupt;
 mod privacy;
+mod publish;
+mod ranges;
 mod regions;
 mod run;
 mod summaries;

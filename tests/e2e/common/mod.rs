@@ -258,6 +258,14 @@ pub(crate) fn git(repo: &Path, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// A fresh git repository to publish into.
+pub(crate) fn new_repo(env: &Env) -> PathBuf {
+    let repo = env.dir.path().join("published");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "--quiet"]);
+    repo
+}
+
 /// `run` on `logs` with the bundled range lists, publishing into `repo`.
 pub(crate) fn run_and_publish(env: &Env, logs: &Path, repo: &Path) -> Command {
     env.command(&[
