@@ -3,7 +3,7 @@
 //! country and the first subdivision are used.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use maxminddb::PathElement;
 
@@ -12,7 +12,6 @@ use crate::labels::RegionLabel;
 /// An open IP database.
 pub(crate) struct GeoIp {
     reader: maxminddb::Reader<Vec<u8>>,
-    path: PathBuf,
 }
 
 /// What the database says of one address: a label, and a subdivision name the ISO table could
@@ -52,15 +51,7 @@ impl GeoIp {
                 path.display()
             )
         })?;
-        Ok(Self {
-            reader,
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// The file it was read from.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
+        Ok(Self { reader })
     }
 
     /// The database's type (`GeoLite2-City`, `DBIP-City-Lite`...) and build time (Unix seconds).

@@ -67,24 +67,38 @@ pub(super) fn label_locally(
             Decision::NeedsIpinfo => for_ipinfo.push((id, ip)),
         }
     }
-    for chunk in local.chunks(10_000) {
-        store.label_requesters(chunk, options.keep_ips)?;
-    }
+    commit_labels(store, &local, options)?;
     for (_, label) in &local {
         *report.labelled.entry(label.kind().name()).or_default() += 1;
     }
     Ok(for_ipinfo)
 }
 
-/// Labels `requesters` from an IP database: a place, or `unknown` for an address it does not
-/// know.
+/// An IP database older than this is worth replacing (`MaxMind` and DB-IP publish weekly to
+/// monthly).
+const STALE_DATABASE_DAYS: i64 = 60;
+
+/// Labels `requesters` from the IP database at `path`: a place, or `unknown` for an address it
+/// does not know; records which database it was (publish credits it).
 pub(super) fn label_from_database(
     store: &Store,
-    database: &GeoIp,
+    path: &std::path::Path,
     requesters: &[(RequesterId, String)],
     options: &RegionsOptions,
     report: &mut RegionsReport,
 ) -> anyhow::Result<()> {
+    let database = GeoIp::open(path)?;
+    let (kind, built) = database.describe();
+    let built_day = chrono::DateTime::from_timestamp(built.cast_signed(), 0)
+        .map(|time| time.format("%Y-%m-%d").to_string())
+        .unwrap_or_default();
+    report.database = Some(format!("{} ({kind}, built {built_day})", path.display()));
+    let age_days = (chrono::Utc::now().timestamp() - built.cast_signed()) / 86_400;
+    if age_days > STALE_DATABASE_DAYS {
+        report.warnings.push(format!(
+            "the IP database was built {age_days} days ago: `s3tally update geoip` gets a newer one"
+        ));
+    }
     let mut labels = Vec::with_capacity(requesters.len());
     for (id, ip) in requesters {
         // only parsable addresses get here (`decide` labels the others `unknown`)
@@ -98,10 +112,21 @@ pub(super) fn label_from_database(
         };
         labels.push((*id, label));
     }
+    commit_labels(store, &labels, options)?;
+    *report.labelled.entry("geoip").or_default() += labels.len() as u64;
+    store.set_stage_state(super::geoip::DATABASE_STATE, &kind)?;
+    Ok(())
+}
+
+/// Stores labels (and deletes the raw IPs) in transactions of a bounded size.
+fn commit_labels(
+    store: &Store,
+    labels: &[(RequesterId, RegionLabel)],
+    options: &RegionsOptions,
+) -> anyhow::Result<()> {
     for chunk in labels.chunks(10_000) {
         store.label_requesters(chunk, options.keep_ips)?;
     }
-    *report.labelled.entry("geoip").or_default() += labels.len() as u64;
     Ok(())
 }
 

@@ -141,14 +141,20 @@ impl stage::Report for RegionsReport {
             ));
         }
         if !self.unplaced_names.is_empty() {
+            const SHOWN: usize = 20;
+            let mut shown: Vec<String> = self
+                .unplaced_names
+                .iter()
+                .take(SHOWN)
+                .map(|name| crate::output::escape_controls(name).into_owned())
+                .collect();
+            if self.unplaced_names.len() > SHOWN {
+                shown.push("...".into());
+            }
             lines.push(format!(
                 "regions: {} region names the ISO 3166-2 table cannot place (labelled with the country alone; add them to src/labels/region_aliases.tsv): {}",
                 self.unplaced_names.len(),
-                self.unplaced_names
-                    .iter()
-                    .map(|name| crate::output::escape_controls(name).into_owned())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                shown.join(", ")
             ));
         }
         if self.refreshed.0 > 0 {
@@ -175,10 +181,6 @@ impl stage::Report for RegionsReport {
         format!("{} requesters", self.still_pending)
     }
 }
-
-/// An IP database older than this is worth replacing (`MaxMind` and DB-IP publish weekly to
-/// monthly).
-const STALE_DATABASE_DAYS: i64 = 60;
 
 /// The regions stage.
 pub(crate) struct Regions;
@@ -235,25 +237,8 @@ async fn update(context: &Context<'_>, options: &RegionsOptions) -> anyhow::Resu
 
     let for_ipinfo = label_locally(store, pending, &bogons, &services, options, &mut report)?;
     if let Some(path) = &options.geoip_db {
-        let database = geoip::GeoIp::open(path)?;
-        let (kind, built) = database.describe();
-        let built_day = chrono::DateTime::from_timestamp(built.cast_signed(), 0)
-            .map(|time| time.format("%Y-%m-%d").to_string())
-            .unwrap_or_default();
-        report.database = Some(format!(
-            "{} ({kind}, built {built_day})",
-            database.path().display()
-        ));
-        let age_days = (chrono::Utc::now().timestamp() - built.cast_signed()) / 86_400;
-        if age_days > STALE_DATABASE_DAYS {
-            report.warnings.push(format!(
-                "the IP database was built {age_days} days ago: `s3tally update geoip` gets a newer one"
-            ));
-        }
-        lookup::label_from_database(store, &database, &for_ipinfo, options, &mut report)?;
         if !for_ipinfo.is_empty() {
-            // what publish credits (the database's license may ask it)
-            store.set_stage_state(geoip::DATABASE_STATE, &kind)?;
+            lookup::label_from_database(store, path, &for_ipinfo, options, &mut report)?;
         }
         if options.refresh_partition.is_some() {
             report.warnings.push(

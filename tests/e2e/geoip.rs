@@ -1,5 +1,6 @@
 //! Places with no API key: an offline IP database, ISO labels in either style, bundled places.
 
+use super::regions::regions;
 use crate::common::mock::{MockServer, Reply};
 use crate::common::{Env, fixture, labels_of, stderr};
 
@@ -10,25 +11,9 @@ fn city_db() -> String {
         .to_owned()
 }
 
-/// `update regions` with the bundled range lists and `--geoip-db DB` (else the remembered
-/// database), no ipinfo key.
-fn regions(env: &Env, db: Option<&str>) -> std::process::Output {
-    let ranges = fixture("ranges");
-    let mut args = vec![
-        "update",
-        "regions",
-        "--ranges-dir",
-        ranges.to_str().unwrap(),
-    ];
-    args.extend(db.iter().flat_map(|db| ["--geoip-db", db]));
-    env.command(&args)
-        .env_remove("IPINFO_API_KEY")
-        .output()
-        .unwrap()
-}
-
+/// `update regions` with the bundled range lists and `--geoip-db DB`, no ipinfo key.
 fn regions_from(env: &Env, db: &str) -> std::process::Output {
-    regions(env, Some(db))
+    regions(env, None, &["--geoip-db", db])
 }
 
 #[test]
@@ -243,7 +228,7 @@ fn update_geoip_downloads_checks_replaces_and_skips_a_fresh_copy() {
     assert_eq!(good.requests().len(), 2);
     // remembered: `update regions` uses it without --geoip-db
     env.extract(&[&fixture("regions/logs")], 0);
-    let output = regions(&env, None);
+    let output = regions(&env, None, &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(
         labels_of(&env, &["8.8.8.8"])["8.8.8.8"].as_deref(),
@@ -434,7 +419,7 @@ fn a_remembered_database_is_used_and_can_be_forgotten() {
     let shown = env.run(&["config", "geoip", "show"]);
     assert!(String::from_utf8_lossy(&shown.stdout).contains("s3tally-test-city.mmdb"));
     env.extract(&[&fixture("geoip/logs")], 0);
-    let output = regions(&env, None);
+    let output = regions(&env, None, &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(
         labels_of(&env, &["8.8.8.1"])["8.8.8.1"].as_deref(),
