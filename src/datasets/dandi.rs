@@ -15,11 +15,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::is_safe_dataset;
 use crate::http::{self, Attempt, Failure, RetryPolicy};
 use crate::interrupt::StopFlag;
 use crate::output::write_atomically;
 use crate::stage::Outcome;
-use crate::summaries::grouping::is_safe_dataset;
 
 /// The public DANDI Archive API.
 pub(crate) const DEFAULT_API_URL: &str = "https://api.dandiarchive.org/api";

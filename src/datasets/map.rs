@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::slice::ParallelSliceMut;
 
-use crate::summaries::grouping::is_safe_dataset;
+use super::is_safe_dataset;
 
 /// The header a dataset map starts with.
 pub(crate) const HEADER: &str = "key\tdataset_id\tasset_path";

@@ -3,50 +3,18 @@
 //! summarized, and what else decides the figures (asset types, requesters left out).
 //!
 //! Object keys are chosen by whoever uploads, and a dataset's name becomes a directory of the
-//! output. A name that cannot safely be one is never used as a path: the key is counted under the
-//! reserved dataset `undetermined` (its whole key as the asset), and the run names it. Unsafe
-//! means: an empty segment (a leading `/`, `//`), `.` or `..`, a segment starting with `.`
-//! (`.git`), a control character (tab, line end, NUL...), `\`, a segment over 200 bytes, or a name
-//! the output itself uses (`archive`, `undetermined`, `unassociated`, `totals.json`,
-//! `archive_totals.json`, `region_codes_to_coordinates.yaml`, in any case). Asset paths are only
-//! rows, never paths; their control characters are written `%XX`.
+//! output. A name that cannot safely be one ([`is_safe_dataset`]) is never used as a path: the key
+//! is counted under the reserved dataset `undetermined` (its whole key as the asset), and the run
+//! names it. Asset paths are only rows, never paths; their control characters are written `%XX`.
 
 use std::sync::Arc;
 
 use super::excluded::ExcludedRequesters;
+pub(crate) use crate::datasets::{UNASSOCIATED, UNDETERMINED, is_safe_dataset};
+
 use crate::datasets::asset_types::AssetTypes;
 use crate::datasets::map::{DatasetMap, Mapped};
 use crate::output::escape_controls;
-
-/// The dataset of keys without enough segments.
-pub(crate) const UNASSOCIATED: &str = "unassociated";
-/// The dataset of keys whose dataset name cannot safely be a directory.
-pub(crate) const UNDETERMINED: &str = "undetermined";
-/// Longest dataset name segment, in bytes (file systems allow 255).
-const MAX_SEGMENT_BYTES: usize = 200;
-/// Names the output uses itself, which no dataset may take.
-const RESERVED: [&str; 6] = [
-    "archive",
-    UNDETERMINED,
-    UNASSOCIATED,
-    "totals.json",
-    "archive_totals.json",
-    "region_codes_to_coordinates.yaml",
-];
-
-/// Whether a dataset name (segments joined by `/`) can safely be a directory of the output.
-pub(crate) fn is_safe_dataset(name: &str) -> bool {
-    let first = name.split('/').next().unwrap_or_default();
-    !RESERVED
-        .iter()
-        .any(|reserved| reserved.eq_ignore_ascii_case(first))
-        && name.split('/').all(|segment| {
-            !segment.is_empty()
-                && !segment.starts_with('.')
-                && segment.len() <= MAX_SEGMENT_BYTES
-                && !segment.chars().any(|c| c.is_control() || c == '\\')
-        })
-}
 
 /// One place a key's requests are counted: a dataset, the asset inside it, and whether the
 /// archive-wide figures count them through this dataset (a key shared by several datasets counts
