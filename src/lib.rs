@@ -32,6 +32,7 @@ mod privacy;
 mod progress;
 mod publish;
 mod regions;
+mod s3;
 mod stage;
 mod store;
 mod summaries;

@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::options::S3Args;
 use super::{Place, print_out};
 use crate::cache::{StopOutcome, stop_writer};
 use crate::inspect::{dump, show, status};
+use crate::logs::LogSource;
 use crate::stage::Outcome;
 use crate::store::Store;
 
@@ -27,6 +29,18 @@ pub struct DumpArgs {
     /// Only this object key (exactly as in the log).
     #[arg(long, value_name = "KEY")]
     pub object: Option<String>,
+}
+
+/// Options of `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Also list this source (a directory or s3://BUCKET/PREFIX; repeatable) and say how many of
+    /// its log objects and bytes are extracted, the share done and the oldest day not done
+    /// (lists every key, or reads --inventory).
+    #[arg(long = "source", value_name = "SOURCE", value_parser = LogSource::parse)]
+    pub sources: Vec<LogSource>,
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 /// Options of `stop`.
@@ -61,13 +75,41 @@ pub(super) fn dump(place: &Place, args: &DumpArgs) -> anyhow::Result<Outcome> {
 }
 
 /// `s3tally status`.
-pub(super) fn status(place: &Place) -> anyhow::Result<Outcome> {
+pub(super) fn status(place: &Place, args: &StatusArgs) -> anyhow::Result<Outcome> {
     let cache = place.cache()?;
-    let store = Store::open_existing(&cache)?;
-    let table = status::status(&store)?.table();
+    super::options::check_sources(&args.sources)?;
+    let store = match Store::open_existing(&cache) {
+        Ok(store) => Some(store),
+        // what a source holds is worth saying before anything was extracted
+        Err(_) if !args.sources.is_empty() => None,
+        Err(error) => return Err(error.into()),
+    };
+    let table = match &store {
+        Some(store) => Some(status::status(store)?.table()),
+        None => None,
+    };
+    let sources = if args.sources.is_empty() {
+        None
+    } else {
+        let processed = match &store {
+            Some(store) => store.processed_files()?,
+            None => std::collections::HashMap::new(),
+        };
+        Some(status::sources_table(
+            &args.sources,
+            &args.s3.options(),
+            &processed,
+        )?)
+    };
     print_out(|out| {
         writeln!(out, "cache: {}", cache.dir().display())?;
-        writeln!(out, "{table}")
+        if let Some(table) = &table {
+            writeln!(out, "{table}")?;
+        }
+        if let Some(sources) = &sources {
+            writeln!(out, "{sources}")?;
+        }
+        Ok(())
     })?;
     Ok(Outcome::Done)
 }

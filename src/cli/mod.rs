@@ -27,7 +27,7 @@ use crate::store::Store;
 
 /// Turn raw AWS S3 server access logs into anonymized, publishable usage statistics.
 ///
-/// `s3tally run LOG_DIR...` runs every stage (extract, regions, summaries, totals, coordinates);
+/// `s3tally run SOURCE...` runs every stage (extract, regions, summaries, totals, coordinates);
 /// each stage is also a command of its own. Exit codes: 0 done, 1 failed (the rest was done; run
 /// again), 2 bad usage, 3 stopped early (run again to resume).
 #[derive(Debug, Parser)]
@@ -58,9 +58,19 @@ pub enum Command {
     /// Extract successful GET requests from log files into the store (incremental, resumable).
     ///
     /// Finds S3 access-log files (`YYYY-MM-DD-hh-mm-ss-UNIQUE`, flat or in YYYY/MM/DD folders,
-    /// optionally .gz) under each LOG_DIR, skips those extracted before, and commits the rest in
-    /// batches: a kill loses at most the batch in flight. Requesters are kept as salted indexes
-    /// (salt from S3TALLY_SALT or the salt.key file in the config directory).
+    /// optionally .gz) under each SOURCE, skips those extracted before (a log is known by its
+    /// name, wherever it is read from), and commits the rest in batches: a kill loses at most
+    /// the batch in flight. Requesters are kept as salted indexes (salt from S3TALLY_SALT or the
+    /// salt.key file in the config directory).
+    ///
+    /// A SOURCE `s3://BUCKET/PREFIX` is read straight from S3 (--s3-concurrency downloads at once).
+    /// The first run lists every key under PREFIX; later runs list each log folder from its last
+    /// complete day, and look for new date-partitioned folders (--full-listing lists everything
+    /// again), or take the list from an S3 Inventory (--inventory). Credentials as the AWS tools
+    /// find them: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE and the shared
+    /// files, web identity, container or instance role; none with --no-sign-request.
+    /// AWS_ENDPOINT_URL (or --endpoint-url) for S3-compatible stores. An object that cannot be
+    /// read (403) is named, the others extracted, and the exit is 1.
     Extract(stages::ExtractArgs),
     /// Run a later stage of the pipeline on what was extracted.
     #[command(subcommand)]
@@ -88,8 +98,8 @@ pub enum Command {
     Show(inspect::ShowArgs),
     /// Print every extracted request as TSV: object_key, timestamp, bytes_sent, status, requester.
     Dump(inspect::DumpArgs),
-    /// Show what the cache holds.
-    Status,
+    /// Show what the cache holds; with --source, how much of each source is extracted.
+    Status(inspect::StatusArgs),
     /// Ask the s3tally writing to this cache to commit its current batch and exit; wait for it.
     Stop(inspect::StopArgs),
     /// Clear stored data.
@@ -144,7 +154,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Publish(args) => stages::publish(&place, &args),
         Command::Show(args) => inspect::show(&place, args),
         Command::Dump(args) => inspect::dump(&place, &args),
-        Command::Status => inspect::status(&place),
+        Command::Status(args) => inspect::status(&place, &args),
         Command::Stop(args) => inspect::stop(&place, &args),
         Command::Reset(command) => admin::reset(&place, &command),
         Command::Config(command) => admin::config(&place, command),
@@ -231,4 +241,16 @@ pub(crate) fn print_out(
     write(&mut out)?;
     out.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command's arguments are consistent (unique names, valid defaults): clap checks
+    /// them only when a command is used, so check them all here.
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -17,10 +17,12 @@ use crate::exit::UsageError;
 use crate::extract::ExtractOptions;
 use crate::http::RetryPolicy;
 use crate::labels::LabelStyle;
-use crate::logs::{Exclusion, parse_ip_or_network};
+use crate::logs::{Exclusion, LogSource, SourceOptions, parse_ip_or_network};
 use crate::privacy::Salt;
 use crate::regions::ranges::Service;
 use crate::regions::{RegionsOptions, ipinfo, todays_partition};
+use crate::s3::inventory::InventoryPlace;
+use crate::s3::{self, S3Settings};
 use crate::summaries::SummaryOptions;
 use crate::summaries::disclosure::Privacy;
 use crate::summaries::excluded::ExcludedRequesters;
@@ -62,6 +64,61 @@ pub(super) fn check_dirs(what: &str, dirs: &[PathBuf]) -> Result<(), UsageError>
     }
 }
 
+/// Checks that every directory among the sources exists (bad usage otherwise).
+pub(super) fn check_sources(sources: &[LogSource]) -> Result<(), UsageError> {
+    let dirs: Vec<PathBuf> = sources
+        .iter()
+        .filter_map(|source| match source {
+            LogSource::Dir(dir) => Some(dir.clone()),
+            LogSource::Bucket(_) => None,
+        })
+        .collect();
+    check_dirs("log directory", &dirs)
+}
+
+/// Reading logs from S3 (shared by `extract`, `run` and `status`).
+#[derive(Debug, Args, Clone)]
+pub struct S3Args {
+    /// Take the list of log objects from this S3 Inventory (a local copy or s3://...; the
+    /// manifest, its folder, or the configuration's folder, whose newest inventory is read)
+    /// instead of listing the bucket. CSV inventories with the Size field.
+    #[arg(long, value_name = "LOCATION", value_parser = InventoryPlace::parse)]
+    pub inventory: Option<InventoryPlace>,
+    /// Downloads from S3 at once (`--concurrency` of `run` is ipinfo's).
+    #[arg(long, default_value_t = s3::DEFAULT_CONCURRENCY as u64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub s3_concurrency: u64,
+    /// An S3-compatible endpoint (MinIO, Ceph, R2...) instead of AWS.
+    #[arg(long, env = s3::ENDPOINT_ENV, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// The bucket's region [default: AWS_REGION, the profile's, else asked of S3].
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Send no credentials: for a public bucket.
+    #[arg(long)]
+    pub no_sign_request: bool,
+    /// List every key of the buckets again, instead of each log folder from its last complete
+    /// day (after changing a bucket's log layout or prefix).
+    #[arg(long, conflicts_with = "inventory")]
+    pub full_listing: bool,
+}
+
+impl S3Args {
+    /// How to read the S3 sources.
+    pub(super) fn options(&self) -> SourceOptions {
+        SourceOptions {
+            s3: S3Settings {
+                endpoint: self.endpoint_url.clone().filter(|url| !url.is_empty()),
+                region: self.region.clone(),
+                no_sign_request: self.no_sign_request,
+                concurrency: self.s3_concurrency as usize,
+                retry: RetryPolicy::default(),
+            },
+            inventory: self.inventory.clone(),
+            full_listing: self.full_listing,
+        }
+    }
+}
+
 /// Requesters to leave out (shared by `extract`, `run` and `validate`).
 #[derive(Debug, Args, Clone)]
 pub struct ExclusionArgs {
@@ -88,6 +145,8 @@ impl ExclusionArgs {
 pub struct ExtractTuning {
     #[command(flatten)]
     pub exclusion: ExclusionArgs,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Commit a batch once it holds this many MB of log files.
     #[arg(long, default_value_t = 256, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_mb: u64,
@@ -100,10 +159,11 @@ pub struct ExtractTuning {
 }
 
 impl ExtractTuning {
-    /// The extract stage's options for these log directories (checked by the caller first).
-    pub(super) fn options(&self, log_dirs: &[PathBuf], salt: Salt) -> ExtractOptions {
+    /// The extract stage's options for these sources (directories checked by the caller first).
+    pub(super) fn options(&self, sources: &[LogSource], salt: Salt) -> ExtractOptions {
         ExtractOptions {
-            log_dirs: log_dirs.to_vec(),
+            sources: sources.to_vec(),
+            finding: self.s3.options(),
             exclusion: self.exclusion.exclusion(),
             batch_bytes: self.batch_mb * 1_000_000,
             batch_files: self.batch_files as usize,

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 
 use super::options::{
     Environment, ExclusionArgs, ExtractTuning, GeocoderArgs, NetworkArgs, RegionsTuning,
-    SummaryArgs, check_dirs, warn_if_exact,
+    SummaryArgs, check_dirs, check_sources, warn_if_exact,
 };
 use super::{Place, Writing, print_out};
 use crate::cache::Cache;
@@ -18,6 +18,7 @@ use crate::coordinates::{Coordinates, Forget};
 use crate::extract::Extract;
 use crate::interrupt::StopFlag;
 use crate::labels::RegionLabel;
+use crate::logs::LogSource;
 use crate::pipeline::{self, RunOptions};
 use crate::privacy::Salt;
 use crate::publish::{Publish, PublishOptions};
@@ -30,9 +31,10 @@ use crate::validate::{Check, Validate, ValidateOptions};
 /// Options of `run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Directories holding S3 access-log files (searched recursively).
-    #[arg(required = true, value_name = "LOG_DIR")]
-    pub log_dirs: Vec<PathBuf>,
+    /// Directories holding S3 access-log files (searched recursively), or s3://BUCKET/PREFIX
+    /// locations of a bucket's logs.
+    #[arg(required = true, value_name = "SOURCE", value_parser = LogSource::parse)]
+    pub sources: Vec<LogSource>,
     #[command(flatten)]
     pub extract: ExtractTuning,
     #[command(flatten)]
@@ -60,9 +62,10 @@ pub struct RunArgs {
 /// Options of `extract`.
 #[derive(Debug, Args)]
 pub struct ExtractArgs {
-    /// Directories holding S3 access-log files (searched recursively).
-    #[arg(required = true, value_name = "LOG_DIR")]
-    pub log_dirs: Vec<PathBuf>,
+    /// Directories holding S3 access-log files (searched recursively), or s3://BUCKET/PREFIX
+    /// locations of a bucket's logs.
+    #[arg(required = true, value_name = "SOURCE", value_parser = LogSource::parse)]
+    pub sources: Vec<LogSource>,
     #[command(flatten)]
     pub tuning: ExtractTuning,
 }
@@ -212,10 +215,10 @@ pub(super) fn run(place: &Place, args: RunArgs) -> anyhow::Result<Outcome> {
     let environment = Environment::from_env();
     let summaries = args.summaries.load(&cache, &place.config_dir)?;
     warn_if_exact(&summaries);
-    check_dirs("log directory", &args.log_dirs)?;
+    check_sources(&args.sources)?;
     let extract = args
         .extract
-        .options(&args.log_dirs, Salt::load(&place.config_dir)?);
+        .options(&args.sources, Salt::load(&place.config_dir)?);
     let options = RunOptions {
         extract,
         regions: args.regions.options(
@@ -249,10 +252,10 @@ pub(super) fn run(place: &Place, args: RunArgs) -> anyhow::Result<Outcome> {
 /// `s3tally extract`.
 pub(super) fn extract(place: &Place, args: &ExtractArgs) -> anyhow::Result<Outcome> {
     let cache = place.cache()?;
-    check_dirs("log directory", &args.log_dirs)?;
+    check_sources(&args.sources)?;
     let options = args
         .tuning
-        .options(&args.log_dirs, Salt::load(&place.config_dir)?);
+        .options(&args.sources, Salt::load(&place.config_dir)?);
     configure_threads(args.tuning.threads)?;
     Writing::open(cache, false)?.run_stage::<Extract>(&options)
 }

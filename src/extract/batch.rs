@@ -11,7 +11,8 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use super::ExtractReport;
 use super::parse::{ParsedChunk, parse_chunk};
 use crate::bins::{self, BinRequest};
-use crate::logs::{Exclusion, FailedFile, LogFile, discover_all};
+use crate::logs::files::Opened;
+use crate::logs::{Exclusion, FailedFile, Found, LogFile};
 use crate::privacy::Salt;
 use crate::store::{
     Batch, FileRecord, ObjectId, REJECTS_KEPT_PER_FILE, RejectRecord, RequesterId, Store,
@@ -31,32 +32,32 @@ pub(super) struct Plan {
     pub bytes: u64,
 }
 
-/// Finds the log files under the directories and keeps those not extracted yet.
+/// Keeps the log files found that are not extracted yet.
 pub(super) fn plan(
-    log_dirs: &[std::path::PathBuf],
+    found: &Found,
     store: &Store,
     report: &mut ExtractReport,
 ) -> anyhow::Result<Plan> {
     let processed = store.processed_files()?;
-    let found = discover_all(log_dirs)?;
     report.ignored = found.ignored;
     report.found = found.files.len() as u64;
-    report.failed = FailedFile::all(found.unreadable);
+    report.failed = FailedFile::all(found.unreadable.clone());
+    report.notes.clone_from(&found.notes);
     let mut seen = HashSet::new();
     let mut files = Vec::new();
-    for file in found.files {
+    for file in &found.files {
         let identity = file.identity();
         if !seen.insert(identity.clone()) {
-            // the same log under another path or link: counted once
-            report.duplicates.push(file.path.clone());
+            // the same log under another path, link or source: counted once
+            report.duplicates.push(file.to_string());
             continue;
         }
         match processed.get(&identity) {
-            None => files.push(file),
+            None => files.push(file.clone()),
             Some(&(size, gzip)) if size == file.size || gzip != file.is_gzip() => {
                 report.already_extracted += 1;
             }
-            Some(_) => report.changed.push(file.relative.clone()),
+            Some(_) => report.changed.push(file.to_string()),
         }
     }
     let bytes = files.iter().map(|file| file.size).sum();
@@ -156,20 +157,30 @@ pub(super) enum Piece {
     Failed { file: usize, error: String },
 }
 
-/// Reads one file chunk by chunk, parsing each, and sends the pieces to the writer; stops early
-/// when the writer is gone.
-pub(super) fn stream_file(index: usize, file: &LogFile, sender: &SyncSender<Piece>) {
+/// Where parsing threads send their pieces.
+pub(super) type PieceSender = SyncSender<Piece>;
+
+/// Opens one local file and streams it to the writer (see [`stream_opened`]).
+pub(super) fn stream_file(index: usize, file: &LogFile, sender: &PieceSender) {
+    match file.open() {
+        Ok(opened) => stream_opened(index, opened, sender),
+        Err(error) => {
+            let _ = sender.send(Piece::Failed {
+                file: index,
+                error: error.to_string(),
+            });
+        }
+    }
+}
+
+/// Reads one opened file chunk by chunk, parsing each, and sends the pieces to the writer;
+/// stops early when the writer is gone.
+pub(super) fn stream_opened(index: usize, opened: Opened, sender: &PieceSender) {
     let failed = |error: std::io::Error| Piece::Failed {
         file: index,
         error: error.to_string(),
     };
-    let (mut chunks, trailing) = match file.open() {
-        Ok(opened) => opened,
-        Err(error) => {
-            let _ = sender.send(failed(error));
-            return;
-        }
-    };
+    let (mut chunks, trailing) = opened;
     loop {
         let piece = match chunks.next_chunk() {
             Ok(Some(chunk)) => Piece::Chunk {
@@ -324,7 +335,7 @@ pub(super) fn write_batch(
                 if trailing {
                     counts.warnings.push(format!(
                         "{}: bytes after its last complete gzip member were ignored (as gzip does)",
-                        files[file].path.display()
+                        files[file]
                     ));
                 }
                 let record = progressing.remove(&file).map_or_else(
@@ -340,7 +351,7 @@ pub(super) fn write_batch(
                     undo.push((file, error));
                 } else {
                     counts.failed.push(FailedFile {
-                        path: files[file].path.clone(),
+                        path: files[file].to_string(),
                         error,
                     });
                 }
@@ -434,7 +445,7 @@ mod tests {
 
     fn file(name: &str, size: u64) -> LogFile {
         LogFile {
-            path: name.into(),
+            place: crate::logs::LogPlace::Local(name.into()),
             relative: name.into(),
             size,
         }

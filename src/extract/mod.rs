@@ -9,17 +9,17 @@ mod batch;
 pub(crate) mod parse;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
 use crate::cache::{Cache, REJECTS_REPORT};
-use crate::logs::{Exclusion, FailedFile, LogFile};
+use crate::logs::{Exclusion, FailedFile, LogFile, LogPlace, LogSource, SourceOptions};
 use crate::output::escape_controls;
 use crate::privacy::Salt;
 use crate::progress::Progress;
+use crate::s3::Bucket;
 use crate::stage::{self, Context, Outcome};
 use crate::store::{RejectRecord, Store};
 
@@ -33,8 +33,10 @@ const PIECES_IN_FLIGHT: usize = 16;
 /// What the extract stage needs.
 #[derive(Debug, Clone)]
 pub(crate) struct ExtractOptions {
-    /// Directories to search for log files.
-    pub log_dirs: Vec<PathBuf>,
+    /// Directories and buckets to read log files from.
+    pub sources: Vec<LogSource>,
+    /// How to read the buckets.
+    pub finding: SourceOptions,
     /// Requesters to leave out.
     pub exclusion: Exclusion,
     /// A batch closes once it holds this many bytes of log files...
@@ -49,15 +51,17 @@ pub(crate) struct ExtractOptions {
 #[derive(Debug, Default)]
 pub(crate) struct ExtractReport {
     /// Where log files were looked for.
-    pub log_dirs: Vec<PathBuf>,
+    pub sources: Vec<String>,
+    /// How the buckets were listed (or read from an inventory).
+    pub notes: Vec<String>,
     /// Log files found.
     pub found: u64,
     /// Other files, ignored.
     pub ignored: u64,
     /// Files skipped because they were extracted before.
     pub already_extracted: u64,
-    /// Files found again in this run under another path or link (the same log name).
-    pub duplicates: Vec<PathBuf>,
+    /// Files found again in this run under another path, link or source (the same log name).
+    pub duplicates: Vec<String>,
     /// Files read with a caveat (trailing bytes of a gzip file), said as warnings.
     pub warnings: Vec<String>,
     /// Files extracted before whose size has changed since (not extracted again).
@@ -116,11 +120,13 @@ impl stage::Report for ExtractReport {
             "extract: {} log files found, {} already extracted, {} other files ignored",
             self.found, self.already_extracted, self.ignored
         ));
+        for note in &self.notes {
+            lines.push(format!("extract: {note}"));
+        }
         if let Some(first) = self.duplicates.first() {
             lines.push(format!(
-                "extract: {} log files were found under more than one path or link and counted once (first: {})",
+                "extract: {} log files were found under more than one path or link and counted once (first: {first})",
                 self.duplicates.len(),
-                first.display()
             ));
         }
         for reject in &self.first_rejects {
@@ -146,7 +152,7 @@ impl stage::Report for ExtractReport {
         for failed in &self.failed {
             lines.push(format!(
                 "error: cannot read {}: {}",
-                failed.path.display(),
+                escape_controls(&failed.path),
                 failed.error
             ));
         }
@@ -156,14 +162,9 @@ impl stage::Report for ExtractReport {
             );
         }
         if self.found == 0 {
-            let dirs: Vec<String> = self
-                .log_dirs
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect();
             lines.push(format!(
                 "extract: no S3 access-log files (named YYYY-MM-DD-hh-mm-ss-UNIQUE) in {}",
-                dirs.join(", ")
+                self.sources.join(", ")
             ));
         }
         lines
@@ -206,11 +207,12 @@ fn extract(context: &Context<'_>, options: &ExtractOptions) -> anyhow::Result<Ex
     let Context { store, cache, stop } = *context;
     let start = Instant::now();
     let mut report = ExtractReport {
-        log_dirs: options.log_dirs.clone(),
+        sources: options.sources.iter().map(ToString::to_string).collect(),
         ..ExtractReport::default()
     };
     store.check_salt(&options.salt.fingerprint(), &options.salt.fingerprint_v1())?;
-    let plan = batch::plan(&options.log_dirs, store, &mut report)?;
+    let found = crate::logs::sources::find(&options.sources, &options.finding, Some(store))?;
+    let plan = batch::plan(&found, store, &mut report)?;
     let batches = batch::batches(&plan.files, options.batch_bytes, options.batch_files);
     let mut progress = Progress::new("extract", plan.files.len() as u64, plan.bytes);
     let mut ids = batch::Ids::new(&options.salt, &options.exclusion);
@@ -225,7 +227,7 @@ fn extract(context: &Context<'_>, options: &ExtractOptions) -> anyhow::Result<Ex
             if stop.is_raised() {
                 break;
             }
-            let counts = extract_batch(store, &mut ids, files, pause, &mut report)?;
+            let counts = extract_batch(store, &mut ids, files, &found.buckets, pause, &mut report)?;
             committed += 1;
             progress.advance(
                 counts.counts.files,
@@ -238,6 +240,7 @@ fn extract(context: &Context<'_>, options: &ExtractOptions) -> anyhow::Result<Ex
     report.stopped = stop.is_raised() && committed < batches.len();
     progress.finish();
     result?;
+    found.remember_listings(store)?;
     store.checkpoint()?;
     write_rejects_report(store, cache)?;
     report.elapsed = start.elapsed();
@@ -245,12 +248,14 @@ fn extract(context: &Context<'_>, options: &ExtractOptions) -> anyhow::Result<Ex
 }
 
 /// Extracts one batch of files in one transaction: parsing threads stream each file's chunks to
-/// this (the writing) thread. When a file fails after part of it was written, the transaction
-/// is rolled back and the batch written again without it, so that no file is ever half counted.
+/// this (the writing) thread; objects are downloaded concurrently and parsed as they arrive.
+/// When a file fails after part of it was written, the transaction is rolled back and the batch
+/// written again without it, so that no file is ever half counted.
 fn extract_batch(
     store: &Store,
     ids: &mut batch::Ids<'_>,
     files: &[LogFile],
+    buckets: &[Bucket],
     pause: Option<Duration>,
     report: &mut ExtractReport,
 ) -> anyhow::Result<batch::BatchCounts> {
@@ -259,14 +264,7 @@ fn extract_batch(
         let (sender, pieces) = sync_channel(PIECES_IN_FLIGHT);
         let written = std::thread::scope(|scope| {
             let to_read = &files;
-            scope.spawn(move || {
-                to_read
-                    .par_iter()
-                    .enumerate()
-                    .for_each_with(sender, |sender, (index, file)| {
-                        batch::stream_file(index, file, sender);
-                    });
-            });
+            scope.spawn(move || read_files(to_read, buckets, &sender));
             batch::write_batch(store, ids, &files, pieces, || {
                 if let Some(pause) = pause {
                     std::thread::sleep(pause);
@@ -285,7 +283,7 @@ fn extract_batch(
                 let failed: HashMap<usize, String> = failed.into_iter().collect();
                 for (index, error) in &failed {
                     report.failed.push(FailedFile {
-                        path: files[*index].path.clone(),
+                        path: files[*index].to_string(),
                         error: error.clone(),
                     });
                 }
@@ -297,6 +295,42 @@ fn extract_batch(
                     .collect();
             }
         }
+    }
+}
+
+/// Reads and parses the files of a batch on the worker threads, sending their pieces to the
+/// writer: local files first, then each bucket's objects as their downloads start.
+fn read_files(files: &[&LogFile], buckets: &[Bucket], sender: &batch::PieceSender) {
+    let local: Vec<(usize, &LogFile)> = files
+        .iter()
+        .enumerate()
+        .filter(|(_, file)| matches!(file.place, LogPlace::Local(_)))
+        .map(|(index, file)| (index, *file))
+        .collect();
+    local
+        .par_iter()
+        .for_each_with(sender.clone(), |sender, (index, file)| {
+            batch::stream_file(*index, file, sender);
+        });
+    for (number, bucket) in buckets.iter().enumerate() {
+        let keys: Vec<(usize, String)> = files
+            .iter()
+            .enumerate()
+            .filter(|(_, file)| matches!(file.place, LogPlace::Object { bucket, .. } if bucket == number))
+            .map(|(index, file)| (index, file.relative.clone()))
+            .collect();
+        if keys.is_empty() {
+            continue;
+        }
+        bucket.fetch(keys).into_iter().par_bridge().for_each_with(
+            sender.clone(),
+            |sender, (index, body)| match body {
+                Ok(body) => batch::stream_opened(index, files[index].read(Box::new(body)), sender),
+                Err(error) => {
+                    let _ = sender.send(batch::Piece::Failed { file: index, error });
+                }
+            },
+        );
     }
 }
 

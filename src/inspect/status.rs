@@ -1,9 +1,14 @@
-//! `s3tally status`: what the cache holds, as a table.
+//! `s3tally status`: what the cache holds, as a table; with sources, how much of each is
+//! extracted.
+
+use std::collections::HashMap;
 
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
 use crate::labels::LabelKind;
+use crate::logs::{LogIdentity, LogSource, SourceOptions};
+use crate::s3::listing::classify;
 use crate::store::{Store, StoreCounts};
 
 /// One row of the status table.
@@ -134,4 +139,75 @@ impl StatusReport {
         }
         Table::new(rows).with(Style::rounded()).to_string()
     }
+}
+
+/// One row of the sources table.
+#[derive(Tabled)]
+struct SourceRow {
+    #[tabled(rename = "source")]
+    source: String,
+    #[tabled(rename = "log objects")]
+    objects: u64,
+    #[tabled(rename = "MB")]
+    megabytes: String,
+    #[tabled(rename = "extracted")]
+    extracted: u64,
+    #[tabled(rename = "MB extracted")]
+    megabytes_extracted: String,
+    #[tabled(rename = "done")]
+    share: String,
+    #[tabled(rename = "oldest day not done")]
+    oldest_pending: String,
+}
+
+/// How much of each source is extracted: log objects and bytes it holds, those extracted (by
+/// identity, wherever they were read from), the share of bytes done, and the oldest day (by
+/// name) with a log not extracted yet. Every key of a bucket is listed (or the inventory read).
+pub(crate) fn sources_table(
+    sources: &[LogSource],
+    options: &SourceOptions,
+    processed: &HashMap<LogIdentity, (u64, bool)>,
+) -> anyhow::Result<String> {
+    let mut rows = Vec::new();
+    for source in sources {
+        let options = SourceOptions {
+            full_listing: true,
+            inventory: match source {
+                LogSource::Bucket(_) => options.inventory.clone(),
+                LogSource::Dir(_) => None,
+            },
+            ..options.clone()
+        };
+        let found = crate::logs::sources::find(std::slice::from_ref(source), &options, None)?;
+        let mut row = SourceRow {
+            source: source.to_string(),
+            objects: found.files.len() as u64,
+            megabytes: String::new(),
+            extracted: 0,
+            megabytes_extracted: String::new(),
+            share: String::new(),
+            oldest_pending: String::new(),
+        };
+        let (mut bytes, mut done_bytes) = (0u64, 0u64);
+        let mut oldest = None;
+        for file in &found.files {
+            bytes += file.size;
+            if processed.contains_key(&file.identity()) {
+                row.extracted += 1;
+                done_bytes += file.size;
+            } else if let Some((_, _, day)) = classify(&file.relative) {
+                oldest = Some(oldest.map_or(day, |o: chrono::NaiveDate| o.min(day)));
+            }
+        }
+        row.megabytes = format!("{:.1}", bytes as f64 / 1e6);
+        row.megabytes_extracted = format!("{:.1}", done_bytes as f64 / 1e6);
+        row.share = if bytes == 0 {
+            "-".into()
+        } else {
+            format!("{:.1} %", 100.0 * done_bytes as f64 / bytes as f64)
+        };
+        row.oldest_pending = oldest.map_or_else(|| "-".into(), |day| day.to_string());
+        rows.push(row);
+    }
+    Ok(Table::new(rows).with(Style::rounded()).to_string())
 }

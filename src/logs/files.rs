@@ -23,19 +23,51 @@ use super::reader::{CHUNK_BYTES, Chunks};
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct LogIdentity(pub String);
 
+impl LogIdentity {
+    /// The identity of the log at this path or key: its last segment without `.gz`.
+    pub(crate) fn of(path_or_key: &str) -> Self {
+        let name = path_or_key.rsplit('/').next().unwrap_or(path_or_key);
+        LogIdentity(name.strip_suffix(".gz").unwrap_or(name).to_owned())
+    }
+}
+
 /// An opened log file: its text as chunks, and a flag raised when trailing bytes of a gzip file
 /// were ignored.
 pub(crate) type Opened = (Chunks<Box<dyn Read + Send>>, Arc<AtomicBool>);
 
-/// A log file found under a log directory.
+/// Where a log file is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LogPlace {
+    /// On this machine.
+    Local(PathBuf),
+    /// An object of the bucket numbered `bucket` among the run's buckets, named `name`; its key
+    /// is the file's `relative`.
+    Object {
+        /// The bucket's number (its connection) in the run.
+        bucket: usize,
+        /// The bucket's name.
+        name: Arc<str>,
+    },
+}
+
+/// A log file found under a log directory or in a bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LogFile {
     /// Where it is.
-    pub path: PathBuf,
-    /// Path relative to the log directory, `/`-separated: the file's identity in the store.
+    pub place: LogPlace,
+    /// Path relative to the log directory, `/`-separated, or the object's key.
     pub relative: String,
-    /// Size in bytes on disk.
+    /// Size in bytes.
     pub size: u64,
+}
+
+impl std::fmt::Display for LogFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.place {
+            LogPlace::Local(path) => write!(f, "{}", path.display()),
+            LogPlace::Object { name, .. } => write!(f, "s3://{name}/{}", self.relative),
+        }
+    }
 }
 
 impl LogFile {
@@ -51,40 +83,48 @@ impl LogFile {
     /// The file's identity: its name without `.gz` (compressing a log after it was extracted
     /// does not make it new).
     pub(crate) fn identity(&self) -> LogIdentity {
-        let name = self.relative.rsplit('/').next().unwrap_or(&self.relative);
-        LogIdentity(name.strip_suffix(".gz").unwrap_or(name).to_owned())
+        LogIdentity::of(&self.relative)
     }
 
-    /// Opens the file for reading as chunks of whole lines, decompressed, in bounded memory.
-    /// Bytes after the last complete gzip member are ignored, as `gzip -d` does, and noted in
-    /// the returned flag.
+    /// Opens a local file for reading as chunks of whole lines (see [`LogFile::read`]).
     pub(crate) fn open(&self) -> std::io::Result<Opened> {
-        let file = std::fs::File::open(&self.path)?;
+        match &self.place {
+            LogPlace::Local(path) => Ok(self.read(Box::new(std::fs::File::open(path)?))),
+            LogPlace::Object { .. } => Err(std::io::Error::other(
+                "an object is read through its bucket's downloads",
+            )),
+        }
+    }
+
+    /// Reads the file's bytes from `reader` as chunks of whole lines, decompressed, in bounded
+    /// memory. Bytes after the last complete gzip member are ignored, as `gzip -d` does, and
+    /// noted in the returned flag.
+    pub(crate) fn read(&self, reader: Box<dyn Read + Send>) -> Opened {
         let trailing = Arc::new(AtomicBool::new(false));
         let reader: Box<dyn Read + Send> = if self.is_gzip() {
             Box::new(Members::new(
-                std::io::BufReader::new(file),
+                std::io::BufReader::new(reader),
                 trailing.clone(),
             ))
         } else {
-            Box::new(file)
+            reader
         };
-        Ok((Chunks::new(reader, CHUNK_BYTES), trailing))
+        (Chunks::new(reader, CHUNK_BYTES), trailing)
     }
 }
 
 /// A log file that could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FailedFile {
-    /// Where it is.
-    pub path: PathBuf,
+    /// Where it is, as shown.
+    pub path: String,
     /// What went wrong.
     pub error: String,
 }
 
 impl FailedFile {
     /// Failed files from (path, error) pairs.
-    pub(crate) fn all(unreadable: Vec<(PathBuf, String)>) -> Vec<FailedFile> {
+    pub(crate) fn all(unreadable: Vec<(String, String)>) -> Vec<FailedFile> {
         unreadable
             .into_iter()
             .map(|(path, error)| FailedFile { path, error })
@@ -108,7 +148,7 @@ pub(crate) struct Discovery {
     /// Files that are not log files.
     pub ignored: u64,
     /// Entries that could not be read (path and error).
-    pub unreadable: Vec<(PathBuf, String)>,
+    pub unreadable: Vec<(String, String)>,
 }
 
 /// Whether a file name is an S3 access-log name.
@@ -131,7 +171,9 @@ pub(crate) fn discover(root: &Path) -> Result<Discovery, DiscoverError> {
             Ok(entry) => entry,
             Err(error) => {
                 let path = error.path().unwrap_or(root).to_path_buf();
-                found.unreadable.push((path, error.to_string()));
+                found
+                    .unreadable
+                    .push((path.display().to_string(), error.to_string()));
                 continue;
             }
         };
@@ -148,7 +190,7 @@ pub(crate) fn discover(root: &Path) -> Result<Discovery, DiscoverError> {
             Err(error) => {
                 found
                     .unreadable
-                    .push((entry.path().to_path_buf(), error.to_string()));
+                    .push((entry.path().display().to_string(), error.to_string()));
                 continue;
             }
         };
@@ -161,7 +203,7 @@ pub(crate) fn discover(root: &Path) -> Result<Discovery, DiscoverError> {
             .collect::<Vec<_>>()
             .join("/");
         found.files.push(LogFile {
-            path: entry.path().to_path_buf(),
+            place: LogPlace::Local(entry.path().to_path_buf()),
             relative,
             size,
         });

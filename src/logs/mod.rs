@@ -1,4 +1,4 @@
-//! Raw S3 access logs: finding the files, reading one line, choosing whose requests to leave out,
+//! Raw S3 access logs: finding the files (in directories and buckets), reading one line, choosing whose requests to leave out,
 //! and showing a line that could not be read without the addresses in it.
 
 pub(crate) mod excerpt;
@@ -7,7 +7,9 @@ pub(crate) mod files;
 pub(crate) mod gzip;
 pub(crate) mod parser;
 pub(crate) mod reader;
+pub(crate) mod sources;
 
 pub(crate) use excerpt::excerpt;
 pub(crate) use exclusion::{Exclusion, parse_ip_or_network};
-pub(crate) use files::{FailedFile, LogFile, LogIdentity, discover_all};
+pub(crate) use files::{FailedFile, LogFile, LogIdentity, LogPlace, discover_all};
+pub(crate) use sources::{Found, LogSource, SourceOptions};

@@ -111,7 +111,7 @@ impl stage::Report for ValidateReport {
             .map(|failed| {
                 format!(
                     "error: cannot read {}: {}",
-                    failed.path.display(),
+                    crate::output::escape_controls(&failed.path),
                     failed.error
                 )
             })
@@ -323,7 +323,7 @@ fn validate(context: &Context<'_>, options: &ValidateOptions) -> anyhow::Result<
                 Ok(result) => result,
                 Err(error) => {
                     report.failed.push(FailedFile {
-                        path: file.path.clone(),
+                        path: file.to_string(),
                         error: error.to_string(),
                     });
                     continue;

@@ -18,6 +18,7 @@ mod publish;
 mod ranges;
 mod regions;
 mod run;
+mod s3;
 mod summaries;
 mod validate;
 mod validation;

@@ -39,6 +39,9 @@ pub(crate) enum Reply {
     Drip(usize),
     /// Status, extra headers, binary body.
     Bytes(u16, Vec<(String, String)>, Vec<u8>),
+    /// Pass the request on to the server at this address (`127.0.0.1:PORT`) and its answer
+    /// back: a recording proxy in front of a real local server.
+    Forward(String),
 }
 
 impl Reply {
@@ -199,7 +202,34 @@ fn serve(stream: TcpStream, requests: &Mutex<Vec<Request>>, done: &AtomicBool, h
             respond(&mut writer, status, &extra, body.as_bytes());
         }
         Reply::Bytes(status, extra, body) => respond(&mut writer, status, &extra, &body),
+        Reply::Forward(address) => forward(&mut writer, &request, &address),
     }
+}
+
+/// Sends `request` to the server at `address` (one request, connection closed) and copies its
+/// whole answer back.
+fn forward(writer: &mut impl Write, request: &Request, address: &str) {
+    let Ok(mut upstream) = TcpStream::connect(address) else {
+        respond(writer, 502, &[], b"the upstream server is not there");
+        return;
+    };
+    let mut head = format!("{} {} HTTP/1.1\r\n", request.method, request.path);
+    for (name, value) in &request.headers {
+        if !name.eq_ignore_ascii_case("connection") {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    let mut answer = Vec::new();
+    if upstream.write_all(head.as_bytes()).is_err()
+        || upstream.write_all(&request.body).is_err()
+        || upstream.read_to_end(&mut answer).is_err()
+    {
+        respond(writer, 502, &[], b"the upstream server failed");
+        return;
+    }
+    let _ = writer.write_all(&answer);
+    let _ = writer.flush();
 }
 
 /// Writes a whole answer.

@@ -1,6 +1,7 @@
 //! Helpers for end-to-end tests: run the s3tally binary on a private cache and config directory.
 
 pub(crate) mod mock;
+pub(crate) mod s3;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

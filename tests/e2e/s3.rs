@@ -1,0 +1,569 @@
+//! Reading logs straight from S3, against a real local S3 server (moto) behind a recording proxy:
+//! both layouts, pagination, incremental listing, inventories, gzip, faults, kill and stop, a
+//! log seen locally first, credentials.
+
+use std::path::Path;
+
+use crate::common::mock::Reply;
+use crate::common::s3::{
+    self, TestBucket, gzip, listings, log_text, moto, moto_checking_credentials, object_gets, proxy,
+};
+use crate::common::{Env, signal};
+
+const IPS: [&str; 3] = ["192.0.2.10", "198.51.100.20", "203.0.113.30"];
+
+/// A flat-layout log key under `prefix` for `day`, number `n`.
+fn flat_key(prefix: &str, day: &str, n: usize) -> String {
+    format!(
+        "{prefix}{day}-{:02}-{:02}-{:02}-{:016X}",
+        n % 24,
+        n % 60,
+        n % 60,
+        n
+    )
+}
+
+/// A date-partitioned log key under `root` (`.../ACCOUNT/REGION/BUCKET/`) for `day`.
+fn partitioned_key(root: &str, day: &str, n: usize) -> String {
+    format!("{root}{}/{}", day.replace('-', "/"), flat_key("", day, n))
+}
+
+/// Objects: one small log per key (gzip when the key ends in .gz), each with its own object.
+fn logs(keys: &[String]) -> Vec<(String, Vec<u8>)> {
+    keys.iter()
+        .enumerate()
+        .map(|(n, key)| {
+            let name = key.rsplit('/').next().unwrap();
+            let day = &name[..10];
+            let text = log_text(
+                day,
+                (n % 24) as u32,
+                &format!("data/{n:04}.nwb"),
+                &IPS[..=(n % 3)],
+            );
+            let body = if Path::new(key).extension().is_some_and(|e| e == "gz") {
+                gzip(&text)
+            } else {
+                text
+            };
+            (key.clone(), body)
+        })
+        .collect()
+}
+
+/// Writes the objects as local files (their names only: identity is the name).
+fn write_locally(dir: &Path, objects: &[(String, Vec<u8>)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (key, body) in objects {
+        std::fs::write(dir.join(key.rsplit('/').next().unwrap()), body).unwrap();
+    }
+}
+
+/// The dump of extracting `objects` from a local directory: what reading them from S3 must give.
+fn local_dump(objects: &[(String, Vec<u8>)]) -> String {
+    let env = Env::new();
+    let dir = env.dir.path().join("logs");
+    write_locally(&dir, objects);
+    env.extract(&[&dir], 0);
+    env.dump()
+}
+
+fn text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn both_layouts_past_one_page_plain_and_gzip_read_as_local_files_are() {
+    let bucket = TestBucket::create("s3tally-layouts");
+    let mut keys: Vec<String> = (0..1050)
+        .map(|n| flat_key("logs/", &format!("2024-05-{:02}", 1 + n % 3), n))
+        .collect();
+    for n in 0..30 {
+        let root = "logs/123456789012/us-east-1/archive-bucket/";
+        let key = partitioned_key(root, &format!("2024-05-{:02}", 1 + n % 3), 2000 + n);
+        keys.push(if n % 2 == 0 { format!("{key}.gz") } else { key });
+    }
+    keys[7] = format!("{}.gz", keys[7]);
+    let objects = logs(&keys);
+    bucket.put_all(&objects);
+    bucket.put_all(&[("logs/README.txt".into(), b"not a log".to_vec())]);
+    let server = proxy(moto(), |_, _| None);
+    let env = Env::new();
+    let output = s3::run(&env, &server.url, &["extract", &bucket.url("logs/")], 0);
+    let said = text(&output);
+    assert!(said.contains("1080 new log files"), "{said}");
+    assert_eq!(env.dump(), local_dump(&objects));
+    // past one page of 1,000 keys
+    assert!(listings(&server.requests()).len() >= 2);
+    // every object asked for once
+    assert_eq!(object_gets(&server.requests()).len(), 1080);
+}
+
+#[test]
+fn a_second_run_lists_from_the_last_complete_day_and_gets_nothing_old() {
+    let bucket = TestBucket::create("s3tally-incremental");
+    let root = "logs/123456789012/us-east-1/archive-bucket/";
+    let mut first: Vec<String> = Vec::new();
+    for (d, day) in ["2024-05-01", "2024-05-02", "2024-05-03"]
+        .iter()
+        .enumerate()
+    {
+        for n in 0..4 {
+            first.push(flat_key("logs/", day, 10 * d + n));
+            first.push(partitioned_key(root, day, 100 + 10 * d + n));
+        }
+    }
+    let first = logs(&first);
+    bucket.put_all(&first);
+    let env = Env::new();
+    let server = proxy(moto(), |_, _| None);
+    s3::run(&env, &server.url, &["extract", &bucket.url("logs/")], 0);
+    assert_eq!(object_gets(&server.requests()).len(), 24);
+
+    // new logs: the next day in both layouts, a late one of the last day, a new source bucket
+    // (a new partition root, with an old day), and a late one of a day long done
+    let new_root = "logs/123456789012/us-west-2/other-bucket/";
+    let second = logs(&[
+        flat_key("logs/", "2024-05-04", 40),
+        flat_key("logs/", "2024-05-03", 41),
+        partitioned_key(root, "2024-05-04", 142),
+        partitioned_key(new_root, "2024-05-01", 243),
+    ]);
+    let too_late = logs(&[flat_key("logs/", "2024-05-01", 50)]);
+    bucket.put_all(&second);
+    bucket.put_all(&too_late);
+    let server = proxy(moto(), |_, _| None);
+    s3::run(&env, &server.url, &["extract", &bucket.url("logs/")], 0);
+    let requests = server.requests();
+    let mut gets = object_gets(&requests);
+    gets.sort();
+    let mut expected: Vec<String> = second
+        .iter()
+        .map(|(key, _)| format!("/{}/{key}", bucket.name))
+        .collect();
+    expected.sort();
+    assert_eq!(gets, expected, "only the new objects are asked for");
+    // the flat logs and the known root listed from the day before the newest (May 3)
+    let listed = listings(&requests);
+    assert!(
+        listed
+            .iter()
+            .any(|l| l.contains("prefix=logs%2F&") && l.contains("start-after=logs%2F2024-05-02")),
+        "{listed:#?}"
+    );
+    assert!(
+        listed.iter().any(|l| l.contains(
+            "start-after=logs%2F123456789012%2Fus-east-1%2Farchive-bucket%2F2024%2F05%2F02"
+        )),
+        "{listed:#?}"
+    );
+    // nothing listed the old keys again: no listing of the flat folder without a delimiter
+    // and from its start
+    assert!(
+        !listed.iter().any(|l| l.contains("prefix=logs%2F&")
+            && !l.contains("start-after")
+            && !l.contains("delimiter")),
+        "{listed:#?}"
+    );
+    let mut all = first.clone();
+    all.extend(second.iter().cloned());
+    assert_eq!(env.dump(), local_dump(&all));
+
+    // the log that came a day too late is found by a full listing
+    let server = proxy(moto(), |_, _| None);
+    s3::run(
+        &env,
+        &server.url,
+        &["extract", "--full-listing", &bucket.url("logs/")],
+        0,
+    );
+    assert_eq!(
+        object_gets(&server.requests()),
+        [format!("/{}/{}", bucket.name, too_late[0].0)]
+    );
+    all.extend(too_late);
+    assert_eq!(env.dump(), local_dump(&all));
+}
+
+/// Writes an S3 Inventory of `objects` of `source_bucket` as S3 lays it out under
+/// `config` (`config/data/*.csv.gz`, `config/DATE/manifest.json` and its checksum): (key, bytes)
+/// pairs to store or write.
+fn inventory(
+    source_bucket: &str,
+    config: &str,
+    objects: &[(String, Vec<u8>)],
+) -> Vec<(String, Vec<u8>)> {
+    use md5::{Digest, Md5};
+    let mut rows = String::new();
+    for (key, body) in objects {
+        rows.push_str(&format!(
+            "\"{source_bucket}\",\"{}\",\"{}\",\"2024-05-04T00:00:00.000Z\"\n",
+            key.replace('/', "%2F"),
+            body.len()
+        ));
+    }
+    let data = gzip(rows.as_bytes());
+    let data_key = format!("{config}data/0b7c-part.csv.gz");
+    let manifest = serde_json::json!({
+        "sourceBucket": source_bucket,
+        "destinationBucket": "arn:aws:s3:::s3tally-inventories",
+        "version": "2016-11-30",
+        "creationTimestamp": "1714780800000",
+        "fileFormat": "CSV",
+        "fileSchema": "Bucket, Key, Size, LastModifiedDate",
+        "files": [{"key": data_key, "size": data.len(),
+                   "MD5checksum": hex::encode(Md5::digest(&data))}],
+    })
+    .to_string();
+    let checksum = hex::encode(Md5::digest(manifest.as_bytes()));
+    vec![
+        (data_key, data),
+        (
+            format!("{config}2024-05-04T01-00Z/manifest.json"),
+            manifest.into_bytes(),
+        ),
+        (
+            format!("{config}2024-05-04T01-00Z/manifest.checksum"),
+            checksum.into_bytes(),
+        ),
+    ]
+}
+
+#[test]
+fn an_inventory_replaces_the_listing_in_s3_or_local() {
+    let bucket = TestBucket::create("s3tally-inventoried");
+    let keys: Vec<String> = (0..12)
+        .map(|n| flat_key("logs/", &format!("2024-05-0{}", 1 + n % 3), n))
+        .collect();
+    let objects = logs(&keys);
+    bucket.put_all(&objects);
+    let config = "inventories/s3tally-inventoried/daily/";
+    let files = inventory(&bucket.name, config, &objects);
+    let store = TestBucket::create("s3tally-inventories");
+    store.put_all(&files);
+
+    let env = Env::new();
+    let server = proxy(moto(), |_, _| None);
+    let place = store.url(config);
+    s3::run(
+        &env,
+        &server.url,
+        &["extract", "--inventory", &place, &bucket.url("logs/")],
+        0,
+    );
+    // the log bucket is never listed
+    let listed = listings(&server.requests());
+    assert!(
+        listed.iter().all(|l| l.starts_with("/s3tally-inventories")),
+        "{listed:#?}"
+    );
+    assert_eq!(env.dump(), local_dump(&objects));
+
+    // the same inventory copied down: the same logs, all extracted already
+    let local = Env::new();
+    let dir = local.dir.path().join("inventory");
+    for (key, body) in &files {
+        let path = dir.join(&key[config.len()..]);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+    }
+    let output = s3::run(
+        &local,
+        &server.url,
+        &[
+            "extract",
+            "--inventory",
+            &dir.display().to_string(),
+            &bucket.url("logs/"),
+        ],
+        0,
+    );
+    assert!(
+        text(&output).contains("12 new log files"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(local.dump(), env.dump());
+    // a tampered manifest is refused
+    std::fs::write(
+        dir.join("2024-05-04T01-00Z/manifest.checksum"),
+        "0".repeat(32),
+    )
+    .unwrap();
+    let output = s3::run(
+        &Env::new(),
+        &server.url,
+        &[
+            "extract",
+            "--inventory",
+            &dir.display().to_string(),
+            &bucket.url("logs/"),
+        ],
+        1,
+    );
+    assert!(
+        text(&output).contains("manifest.checksum says"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn a_forbidden_object_is_named_and_the_rest_extracted_and_a_503_is_retried() {
+    let bucket = TestBucket::create("s3tally-faults");
+    let keys: Vec<String> = (0..6).map(|n| flat_key("logs/", "2024-05-01", n)).collect();
+    let objects = logs(&keys);
+    bucket.put_all(&objects);
+    let forbidden = format!("/{}/{}", bucket.name, keys[2]);
+    let slow = format!("/{}/{}", bucket.name, keys[4]);
+    let slow_seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let list_seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = {
+        let forbidden = forbidden.clone();
+        let slow = slow.clone();
+        let slow_seen = slow_seen.clone();
+        proxy(moto(), move |request, _| {
+            use std::sync::atomic::Ordering::SeqCst;
+            let error = |status: u16, code: &str| {
+                Some(Reply::Respond(
+                    status,
+                    vec![("Content-Type".into(), "application/xml".into())],
+                    format!(
+                        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>scripted</Message></Error>"
+                    ),
+                ))
+            };
+            if request.path == forbidden {
+                error(403, "AccessDenied")
+            } else if request.path == slow && !slow_seen.swap(true, SeqCst) {
+                error(503, "SlowDown")
+            } else if request.path.contains("list-type=") && !list_seen.swap(true, SeqCst) {
+                error(500, "InternalError")
+            } else {
+                None
+            }
+        })
+    };
+    let env = Env::new();
+    let output = s3::run(&env, &server.url, &["extract", &bucket.url("logs/")], 1);
+    let said = text(&output);
+    assert!(
+        said.contains(&format!("cannot read s3://{}/{}", bucket.name, keys[2]))
+            && said.contains("AccessDenied"),
+        "{said}"
+    );
+    assert!(said.contains("5 new log files"), "{said}");
+    // the 503 was asked again, and the object read
+    let gets = object_gets(&server.requests());
+    assert_eq!(gets.iter().filter(|g| **g == slow).count(), 2, "{gets:#?}");
+    let mut readable = objects.clone();
+    readable.remove(2);
+    assert_eq!(env.dump(), local_dump(&readable));
+    // once readable, the next run takes it (and only it)
+    let server = proxy(moto(), |_, _| None);
+    s3::run(&env, &server.url, &["extract", &bucket.url("logs/")], 0);
+    assert_eq!(object_gets(&server.requests()), [forbidden]);
+    assert_eq!(env.dump(), local_dump(&objects));
+}
+
+#[test]
+fn killed_or_stopped_midway_a_rerun_completes_the_same_dump() {
+    let bucket = TestBucket::create("s3tally-interrupted");
+    let keys: Vec<String> = (0..40)
+        .map(|n| flat_key("logs/", &format!("2024-05-{:02}", 1 + n % 4), n))
+        .collect();
+    let objects = logs(&keys);
+    bucket.put_all(&objects);
+    let expected = local_dump(&objects);
+    let server = proxy(moto(), |_, _| None);
+    let url = bucket.url("logs/");
+    let args = ["extract", "--batch-files", "5", url.as_str()];
+    for how in ["kill", "stop"] {
+        let env = Env::new();
+        let mut child = s3::command(&env, &server.url, &args)
+            .env("S3TALLY_TEST_BATCH_PAUSE_MS", "300")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(900));
+        if how == "kill" {
+            signal(&child, libc::SIGKILL);
+            child.wait().unwrap();
+        } else {
+            let stop = env.run(&["stop"]);
+            assert!(stop.status.success());
+            assert_eq!(child.wait().unwrap().code(), Some(3));
+        }
+        let partial = env.dump();
+        assert!(
+            partial.lines().count() > 1 && partial != expected,
+            "{how}: some, not all"
+        );
+        s3::run(&env, &server.url, &args[..], 0);
+        assert_eq!(env.dump(), expected, "after {how}");
+    }
+}
+
+#[test]
+fn a_log_read_locally_first_is_not_counted_again_from_the_bucket() {
+    let bucket = TestBucket::create("s3tally-seen-locally");
+    let keys: Vec<String> = (0..6).map(|n| flat_key("logs/", "2024-05-01", n)).collect();
+    let objects = logs(&keys);
+    bucket.put_all(&objects);
+    let env = Env::new();
+    // half of them copied down earlier, one of those compressed since
+    let dir = env.dir.path().join("copy");
+    write_locally(&dir, &objects[..3]);
+    let name = keys[0].rsplit('/').next().unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.gz")),
+        gzip(&std::fs::read(dir.join(name)).unwrap()),
+    )
+    .unwrap();
+    std::fs::remove_file(dir.join(name)).unwrap();
+    env.extract(&[&dir], 0);
+    let server = proxy(moto(), |_, _| None);
+    let output = s3::run(&env, &server.url, &["extract", &bucket.url("logs/")], 0);
+    assert!(
+        text(&output).contains("3 already extracted"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(object_gets(&server.requests()).len(), 3);
+    assert_eq!(env.dump(), local_dump(&objects));
+}
+
+#[test]
+fn credentials_refused_missing_or_from_a_profile_are_said_once_and_clearly() {
+    // a server that knows no key: every signed request is refused
+    let checking = moto_checking_credentials();
+    let server = proxy(checking, |_, _| None);
+    let env = Env::new();
+    let output = s3::run(
+        &env,
+        &server.url,
+        &["extract", "s3://s3tally-refused/logs/"],
+        1,
+    );
+    let said = text(&output);
+    assert!(
+        said.contains("S3 refused access to s3://s3tally-refused/logs/ (InvalidAccessKeyId")
+            && said.contains("AWS_ACCESS_KEY_ID"),
+        "{said}"
+    );
+    // refused at once: no retries
+    assert_eq!(server.requests().len(), 1);
+
+    // no credentials anywhere
+    let server = proxy(moto(), |_, _| None);
+    let output = s3::command(&env, &server.url, &["extract", "s3://s3tally-nokeys/logs/"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let said = text(&output);
+    assert!(
+        said.contains("no AWS credentials for s3://s3tally-nokeys")
+            && said.contains("--no-sign-request"),
+        "{said}"
+    );
+    assert!(server.requests().is_empty());
+
+    // the keys of AWS_PROFILE's profile in the shared credentials file
+    let bucket = TestBucket::create("s3tally-profile");
+    let objects = logs(&[flat_key("logs/", "2024-05-01", 1)]);
+    bucket.put_all(&objects);
+    let credentials = env.dir.path().join("aws-credentials");
+    std::fs::write(
+        &credentials,
+        "[default]\naws_access_key_id = AKIDDEFAULT\naws_secret_access_key = x\n[archive]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = y\n",
+    )
+    .unwrap();
+    let output = s3::command(&env, &server.url, &["extract", &bucket.url("logs/")])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env("AWS_PROFILE", "archive")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let signed = server.requests();
+    assert!(
+        signed.iter().all(|r| r
+            .header("authorization")
+            .is_some_and(|a| a.contains("Credential=AKIDPROFILE/"))),
+        "{signed:#?}"
+    );
+    // a public bucket: nothing signed
+    let bucket = TestBucket::create("s3tally-public");
+    bucket.put_public(&objects);
+    let server = proxy(moto(), |_, _| None);
+    let public = Env::new();
+    let output = s3::command(
+        &public,
+        &server.url,
+        &["extract", "--no-sign-request", &bucket.url("logs/")],
+    )
+    .env_remove("AWS_ACCESS_KEY_ID")
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        server
+            .requests()
+            .iter()
+            .all(|r| r.header("authorization").is_none())
+    );
+}
+
+#[test]
+fn status_says_how_much_of_a_source_is_extracted() {
+    let bucket = TestBucket::create("s3tally-status");
+    let keys: Vec<String> = (0..6)
+        .map(|n| flat_key("logs/", &format!("2024-05-0{}", 1 + n / 2), n))
+        .collect();
+    let objects = logs(&keys);
+    bucket.put_all(&objects);
+    let env = Env::new();
+    // the first day copied down and extracted
+    let dir = env.dir.path().join("copy");
+    write_locally(&dir, &objects[..2]);
+    env.extract(&[&dir], 0);
+    let server = proxy(moto(), |_, _| None);
+    let output = s3::run(
+        &env,
+        &server.url,
+        &["status", "--source", &bucket.url("logs/")],
+        0,
+    );
+    let said = text(&output);
+    let bytes: usize = objects.iter().map(|(_, b)| b.len()).sum();
+    let done: usize = objects[..2].iter().map(|(_, b)| b.len()).sum();
+    let row = said
+        .lines()
+        .find(|line| line.contains("s3://s3tally-status/logs/"))
+        .unwrap_or_else(|| panic!("{said}"));
+    let cells: Vec<&str> = row
+        .split('│')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        cells,
+        [
+            "s3://s3tally-status/logs/",
+            "6",
+            &format!("{:.1}", bytes as f64 / 1e6),
+            "2",
+            &format!("{:.1}", done as f64 / 1e6),
+            &format!("{:.1} %", 100.0 * done as f64 / bytes as f64),
+            "2024-05-02",
+        ]
+    );
+}
