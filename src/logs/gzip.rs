@@ -85,16 +85,18 @@ impl<R: BufRead> Read for Members<R> {
     }
 }
 
+/// The gzip of `text` (for tests).
+#[cfg(test)]
+pub(crate) fn gzip(text: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(text.as_bytes()).unwrap();
+    encoder.finish().unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-
-    fn gzip(text: &str) -> Vec<u8> {
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        encoder.write_all(text.as_bytes()).unwrap();
-        encoder.finish().unwrap()
-    }
 
     fn read(bytes: &[u8]) -> (std::io::Result<String>, bool) {
         let trailing = Arc::new(AtomicBool::new(false));

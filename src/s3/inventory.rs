@@ -330,12 +330,13 @@ fn read_local(path: &Path) -> Result<Vec<u8>, InventoryError> {
 
 /// Whether a folder name is an inventory's date, `YYYY-MM-DDTHH-MMZ`.
 fn is_dated(name: &str) -> bool {
-    let name = name.trim_end_matches('/');
+    let name = name.trim_end_matches('/').as_bytes();
     name.len() == 17
-        && name.ends_with('Z')
-        && name.as_bytes()[10] == b'T'
-        && name.bytes().enumerate().all(|(i, b)| {
-            matches!(i, 4 | 7 | 13) && b == b'-' || i == 10 || i == 16 || b.is_ascii_digit()
+        && name.iter().enumerate().all(|(i, &b)| match i {
+            4 | 7 | 13 => b == b'-',
+            10 => b == b'T',
+            16 => b == b'Z',
+            _ => b.is_ascii_digit(),
         })
 }
 
@@ -363,12 +364,11 @@ impl<'a> RemoteSource<'a> {
         let mut token = None;
         loop {
             let page = bucket.list_page(&folder, true, None, token)?;
-            if page.objects.iter().any(|(key, _)| {
-                key.ends_with("/manifest.json") && key[folder.len()..] == *"manifest.json"
-            }) {
+            let manifest_key = format!("{folder}manifest.json");
+            if page.objects.iter().any(|(key, _)| *key == manifest_key) {
                 return Ok(Self {
                     bucket,
-                    manifest_key: format!("{folder}manifest.json"),
+                    manifest_key,
                 });
             }
             dated.extend(page.folders.iter().filter(|f| is_dated(&name(f))).cloned());
@@ -419,13 +419,7 @@ impl Source for RemoteSource<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-
-    fn gzip(text: &str) -> Vec<u8> {
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        encoder.write_all(text.as_bytes()).unwrap();
-        encoder.finish().unwrap()
-    }
+    use crate::logs::gzip::gzip;
 
     /// An inventory laid out as S3 writes it: `config/data/*.csv.gz` and
     /// `config/2024-05-02T01-00Z/manifest.json` with its checksum.

@@ -12,8 +12,8 @@
 //! later day has logs: keys are not strictly in time order and logs arrive late), or the day of
 //! the first log not extracted yet, whichever is earlier; the listing rewinds to its start.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::LazyLock;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, LazyLock};
 
 use chrono::NaiveDate;
 use regex::Regex;
@@ -43,8 +43,8 @@ pub(crate) struct ListedLog {
     pub key: String,
     /// Its size in bytes.
     pub size: u64,
-    /// Its stream's key prefix.
-    pub stream: String,
+    /// Its stream's key prefix (shared by the stream's logs).
+    pub stream: Arc<str>,
     /// The day its key says.
     pub day: NaiveDate,
 }
@@ -141,6 +141,7 @@ pub(crate) fn list(
         listing: Listing::default(),
         seen: HashSet::new(),
         visited: HashSet::new(),
+        names: HashMap::new(),
     };
     match previous {
         Some(previous) if !full && !previous.streams.is_empty() => {
@@ -180,6 +181,8 @@ struct Lister<'a> {
     seen: HashSet<String>,
     /// Folders walked already.
     visited: HashSet<String>,
+    /// Each stream's name, once.
+    names: HashMap<String, Arc<str>>,
 }
 
 impl Lister<'_> {
@@ -217,6 +220,11 @@ impl Lister<'_> {
             return;
         }
         self.listing.streams.entry(stream.clone()).or_insert(layout);
+        let stream = self
+            .names
+            .entry(stream)
+            .or_insert_with_key(|name| name.as_str().into())
+            .clone();
         self.listing.logs.push(ListedLog {
             key,
             size,
@@ -269,17 +277,20 @@ impl Listing {
     /// The state to remember after the run: each stream's day to list from, given which logs
     /// are now extracted (or need not be).
     pub(crate) fn state_after(&self, done: impl Fn(&ListedLog) -> bool) -> String {
+        // per stream: the newest day, and the first day with a log not done
+        let mut days: HashMap<&str, (NaiveDate, Option<NaiveDate>)> = HashMap::new();
+        for log in &self.logs {
+            let entry = days.entry(&log.stream).or_insert((log.day, None));
+            entry.0 = entry.0.max(log.day);
+            if !done(log) {
+                entry.1 = Some(entry.1.map_or(log.day, |d| d.min(log.day)));
+            }
+        }
         let mut state = ListingState::default();
         for (stream, layout) in &self.streams {
-            let logs = self.logs.iter().filter(|log| &log.stream == stream);
-            let mut newest: Option<NaiveDate> = None;
-            let mut first_undone: Option<NaiveDate> = None;
-            for log in logs {
-                newest = newest.max(Some(log.day));
-                if !done(log) {
-                    first_undone = Some(first_undone.map_or(log.day, |d| d.min(log.day)));
-                }
-            }
+            let (newest, first_undone) = days
+                .get(stream.as_str())
+                .map_or((None, None), |&(newest, undone)| (Some(newest), undone));
             let previous = self
                 .previous
                 .streams
@@ -360,7 +371,7 @@ mod tests {
         ListedLog {
             key: key.into(),
             size: 1,
-            stream,
+            stream: stream.into(),
             day,
         }
     }

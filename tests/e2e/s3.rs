@@ -8,7 +8,7 @@ use crate::common::mock::Reply;
 use crate::common::s3::{
     self, TestBucket, gzip, listings, log_text, moto, moto_checking_credentials, object_gets, proxy,
 };
-use crate::common::{Env, signal};
+use crate::common::{Env, fixture, signal, tree};
 
 const IPS: [&str; 3] = ["192.0.2.10", "198.51.100.20", "203.0.113.30"];
 
@@ -271,45 +271,19 @@ fn an_inventory_replaces_the_listing_in_s3_or_local() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, body).unwrap();
     }
-    let output = s3::run(
-        &local,
-        &server.url,
-        &[
-            "extract",
-            "--inventory",
-            &dir.display().to_string(),
-            &bucket.url("logs/"),
-        ],
-        0,
-    );
-    assert!(
-        text(&output).contains("12 new log files"),
-        "{}",
-        text(&output)
-    );
+    let from_copy = |env: &Env, code: i32| {
+        let place = dir.display().to_string();
+        let args = ["extract", "--inventory", &place, &bucket.url("logs/")];
+        text(&s3::run(env, &server.url, &args, code))
+    };
+    let said = from_copy(&local, 0);
+    assert!(said.contains("12 new log files"), "{said}");
     assert_eq!(local.dump(), env.dump());
     // a tampered manifest is refused
-    std::fs::write(
-        dir.join("2024-05-04T01-00Z/manifest.checksum"),
-        "0".repeat(32),
-    )
-    .unwrap();
-    let output = s3::run(
-        &Env::new(),
-        &server.url,
-        &[
-            "extract",
-            "--inventory",
-            &dir.display().to_string(),
-            &bucket.url("logs/"),
-        ],
-        1,
-    );
-    assert!(
-        text(&output).contains("manifest.checksum says"),
-        "{}",
-        text(&output)
-    );
+    let checksum = dir.join("2024-05-04T01-00Z/manifest.checksum");
+    std::fs::write(checksum, "0".repeat(32)).unwrap();
+    let said = from_copy(&Env::new(), 1);
+    assert!(said.contains("manifest.checksum says"), "{said}");
 }
 
 #[test]
@@ -390,7 +364,17 @@ fn killed_or_stopped_midway_a_rerun_completes_the_same_dump() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(900));
+        // until the first batches are committed (not all: each waits 300 ms)
+        let start = std::time::Instant::now();
+        while !env.cache.join("s3tally.sqlite").exists()
+            || String::from_utf8_lossy(&env.run(&["dump"]).stdout)
+                .lines()
+                .count()
+                < 2
+        {
+            assert!(start.elapsed().as_secs() < 60, "{how}: nothing committed");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         if how == "kill" {
             signal(&child, libc::SIGKILL);
             child.wait().unwrap();
@@ -566,4 +550,45 @@ fn status_says_how_much_of_a_source_is_extracted() {
             "2024-05-02",
         ]
     );
+}
+
+#[test]
+fn run_from_a_bucket_writes_the_summaries_a_local_run_writes() {
+    let bucket = TestBucket::create("s3tally-run");
+    let keys: Vec<String> = (0..9)
+        .map(|n| flat_key("logs/", &format!("2024-05-0{}", 1 + n % 3), n))
+        .collect();
+    let objects = logs(&keys);
+    bucket.put_all(&objects);
+    let stages = |source: &str| {
+        vec![
+            "run".to_owned(),
+            source.to_owned(),
+            "--ranges-dir".into(),
+            fixture("ranges").display().to_string(),
+            "--geoip-db".into(),
+            fixture("geoip/s3tally-test-city.mmdb")
+                .display()
+                .to_string(),
+        ]
+    };
+    let server = proxy(moto(), |_, _| None);
+    let remote = Env::new();
+    let args = stages(&bucket.url("logs/"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    s3::run(&remote, &server.url, &args, 0);
+    let local = Env::new();
+    let dir = local.dir.path().join("logs");
+    write_locally(&dir, &objects);
+    let args = stages(&dir.display().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = local.run(&args);
+    assert!(output.status.success(), "{}", text(&output));
+    let written = tree(&remote.cache.join("summaries"));
+    assert!(
+        written.contains_key("data/by_day.tsv"),
+        "{:?}",
+        written.keys()
+    );
+    assert_eq!(written, tree(&local.cache.join("summaries")));
 }

@@ -57,7 +57,7 @@ fn moto_binary() -> PathBuf {
         .is_ok_and(|status| status.success());
     let installed = created
         && Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "moto[server]"])
+            .args(["install", "--quiet", "moto[server]==5.2.5"])
             .status()
             .is_ok_and(|status| status.success());
     assert!(
