@@ -211,7 +211,7 @@ fn extract(context: &Context<'_>, options: &ExtractOptions) -> anyhow::Result<Ex
         ..ExtractReport::default()
     };
     store.check_salt(&options.salt.fingerprint(), &options.salt.fingerprint_v1())?;
-    let found = crate::logs::sources::find(&options.sources, &options.finding, Some(store))?;
+    let found = crate::logs::sources::find(&options.sources, &options.finding, Some(store), stop)?;
     let plan = batch::plan(&found, store, &mut report)?;
     let batches = batch::batches(&plan.files, options.batch_bytes, options.batch_files);
     let mut progress = Progress::new("extract", plan.files.len() as u64, plan.bytes);
@@ -237,7 +237,7 @@ fn extract(context: &Context<'_>, options: &ExtractOptions) -> anyhow::Result<Ex
         }
         Ok(())
     })();
-    report.stopped = stop.is_raised() && committed < batches.len();
+    report.stopped = found.stopped || (stop.is_raised() && committed < batches.len());
     progress.finish();
     result?;
     found.remember_listings(store)?;

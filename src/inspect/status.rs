@@ -178,7 +178,9 @@ pub(crate) fn sources_table(
             },
             ..options.clone()
         };
-        let found = crate::logs::sources::find(std::slice::from_ref(source), &options, None)?;
+        let stop = crate::interrupt::StopFlag::default();
+        let found =
+            crate::logs::sources::find(std::slice::from_ref(source), &options, None, &stop)?;
         let mut row = SourceRow {
             source: source.to_string(),
             objects: found.files.len() as u64,

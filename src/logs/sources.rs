@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::files::{LogFile, LogIdentity, LogPlace, discover};
+use crate::interrupt::StopFlag;
 use crate::s3::inventory::{self, InventoryPlace};
 use crate::s3::listing::{self, Listing};
 use crate::s3::{Bucket, S3Location, S3Settings};
@@ -67,6 +68,9 @@ pub(crate) struct Found {
     pub listings: Vec<(S3Location, Listing)>,
     /// What was done to find them (listing requests, the inventory read), said in the report.
     pub notes: Vec<String>,
+    /// Whether a stop request ended a listing: the sources after it were not looked at, and
+    /// nothing of that listing is kept.
+    pub stopped: bool,
 }
 
 /// Errors finding logs.
@@ -92,6 +96,7 @@ pub(crate) fn find(
     sources: &[LogSource],
     options: &SourceOptions,
     store: Option<&Store>,
+    stop: &StopFlag,
 ) -> Result<Found, FindError> {
     let buckets = sources
         .iter()
@@ -109,7 +114,12 @@ pub(crate) fn find(
                 found.ignored += discovered.ignored;
                 found.unreadable.extend(discovered.unreadable);
             }
-            LogSource::Bucket(location) => find_in_bucket(location, options, store, &mut found)?,
+            LogSource::Bucket(location) => {
+                find_in_bucket(location, options, store, stop, &mut found)?;
+            }
+        }
+        if found.stopped {
+            break;
         }
     }
     Ok(found)
@@ -120,6 +130,7 @@ fn find_in_bucket(
     location: &S3Location,
     options: &SourceOptions,
     store: Option<&Store>,
+    stop: &StopFlag,
     found: &mut Found,
 ) -> Result<(), FindError> {
     let bucket = Bucket::connect(&location.bucket, &options.s3)?;
@@ -161,8 +172,29 @@ fn find_in_bucket(
                 .flatten(),
             None => None,
         };
-        let listed = listing::list(&bucket, location, state.as_deref(), options.full_listing)?;
+        let listed = listing::list(
+            &bucket,
+            location,
+            state.as_deref(),
+            options.full_listing,
+            stop,
+        )?;
+        if listed.stopped {
+            found.stopped = true;
+            found.notes.push(format!(
+                "{location}: stopped while listing ({} requests); run again to list and extract it",
+                listed.requests
+            ));
+            return Ok(());
+        }
         found.ignored += listed.ignored;
+        if let Some(first) = listed.unaddressable.first() {
+            found.notes.push(format!(
+                "{location}: {} keys that cannot be asked for (an empty segment, . or ..) were skipped (first: {})",
+                listed.unaddressable.len(),
+                crate::output::escape_controls(first)
+            ));
+        }
         found.notes.push(format!(
             "{location}: {} log objects listed in {} requests ({})",
             listed.logs.len(),

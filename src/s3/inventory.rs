@@ -363,7 +363,7 @@ impl<'a> RemoteSource<'a> {
         let mut dated = Vec::new();
         let mut token = None;
         loop {
-            let page = bucket.list_page(&folder, true, None, token)?;
+            let page = bucket.list_page(&folder, true, None, token, super::PAGE_KEYS)?;
             let manifest_key = format!("{folder}manifest.json");
             if page.objects.iter().any(|(key, _)| *key == manifest_key) {
                 return Ok(Self {

@@ -19,9 +19,13 @@ use chrono::NaiveDate;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::{Bucket, S3Error, S3Location};
+use super::{Bucket, PAGE_KEYS, Page, S3Error, S3Location};
+use crate::interrupt::StopFlag;
 use crate::logs::files::is_log_name;
+use crate::progress::timestamped;
 
+/// A line of progress every this many listing pages (100,000 keys).
+const PAGES_PER_PROGRESS_LINE: u64 = 100;
 /// Folder levels walked below the location looking for partition roots (`ACCOUNT/REGION/BUCKET`
 /// and a few of the user's own).
 const MAX_DEPTH: usize = 8;
@@ -74,6 +78,11 @@ pub(crate) struct Listing {
     pub requests: u64,
     /// Whether every key was listed (no earlier state, or asked).
     pub full: bool,
+    /// Keys that cannot be asked for (an empty segment, `.` or `..`), skipped.
+    pub unaddressable: Vec<String>,
+    /// Whether a stop request ended the listing before its end (then it is incomplete: nothing
+    /// of it may be remembered).
+    pub stopped: bool,
     /// The streams and their layouts: those remembered and those found now.
     streams: BTreeMap<String, Layout>,
     /// The state this listing started from.
@@ -114,6 +123,13 @@ pub(crate) fn classify(key: &str) -> Option<(String, Layout, NaiveDate)> {
     Some((stream.to_owned(), Layout::Flat, day))
 }
 
+/// The last key or folder of a page (each comes sorted): where the listing goes on from.
+fn last_of(page: &Page) -> Option<String> {
+    let key = page.objects.last().map(|(key, _)| key.as_str());
+    let folder = page.folders.last().map(String::as_str);
+    key.max(folder).map(str::to_owned)
+}
+
 /// The folder a stream's keys are in: the stream up to its last `/`.
 fn stream_folder(stream: &str) -> &str {
     &stream[..stream.rfind('/').map_or(0, |slash| slash + 1)]
@@ -128,16 +144,19 @@ fn offset(stream: &str, layout: Layout, day: NaiveDate) -> String {
 }
 
 /// Lists the log objects at `location`: every key when there is no `state` or `full`, else each
-/// remembered stream from its day and the folders for new partition roots.
+/// remembered stream from its day and the folders for new partition roots. A stop request ends
+/// it between two pages (`Listing::stopped`).
 pub(crate) fn list(
     bucket: &Bucket,
     location: &S3Location,
     state: Option<&str>,
     full: bool,
+    stop: &StopFlag,
 ) -> Result<Listing, S3Error> {
     let previous: Option<ListingState> = state.and_then(|text| serde_json::from_str(text).ok());
     let mut lister = Lister {
         bucket,
+        stop,
         listing: Listing::default(),
         seen: HashSet::new(),
         visited: HashSet::new(),
@@ -176,6 +195,7 @@ pub(crate) fn list(
 /// A listing in progress.
 struct Lister<'a> {
     bucket: &'a Bucket,
+    stop: &'a StopFlag,
     listing: Listing,
     /// Keys taken already (a key listed twice counts once).
     seen: HashSet<String>,
@@ -195,19 +215,93 @@ impl Lister<'_> {
         offset: Option<&str>,
     ) -> Result<Vec<String>, S3Error> {
         let mut found = Vec::new();
-        let mut token = None;
+        let mut token: Option<String> = None;
+        // where to start again without a token: after the last key or folder taken
+        let mut resume = offset.map(str::to_owned);
         loop {
-            let page = self.bucket.list_page(prefix, folders, offset, token)?;
-            self.listing.requests += 1;
-            for (key, size) in page.objects {
-                self.take(key, size);
+            if self.stop.is_raised() {
+                self.listing.stopped = true;
+                return Ok(found);
             }
-            found.extend(page.folders);
-            token = page.next;
+            let asked = match &token {
+                Some(_) => self
+                    .bucket
+                    .list_page(prefix, folders, offset, token.clone(), PAGE_KEYS),
+                None => self
+                    .bucket
+                    .list_page(prefix, folders, resume.as_deref(), None, PAGE_KEYS),
+            };
+            self.listing.requests += 1;
+            let mut page = match asked {
+                Ok(page) => page,
+                Err(error) => {
+                    let Some(bad) = error.unaddressable_key() else {
+                        return Err(error);
+                    };
+                    let before = self.before(prefix, folders, resume.as_deref(), &bad)?;
+                    self.add(before, &mut found);
+                    self.listing.unaddressable.push(bad.clone());
+                    self.listing.ignored += 1;
+                    resume = Some(bad);
+                    token = None;
+                    continue;
+                }
+            };
+            if self
+                .listing
+                .requests
+                .is_multiple_of(PAGES_PER_PROGRESS_LINE)
+            {
+                eprintln!(
+                    "{}",
+                    timestamped(&format!(
+                        "extract: listing s3://{}/{prefix}: {} log objects so far",
+                        self.bucket.name(),
+                        self.listing.logs.len()
+                    ))
+                );
+            }
+            resume = last_of(&page).or(resume);
+            token = page.next.take();
+            self.add(page, &mut found);
             if token.is_none() {
                 return Ok(found);
             }
         }
+    }
+
+    /// Takes a page's logs and folders.
+    fn add(&mut self, page: Page, found: &mut Vec<String>) {
+        for (key, size) in page.objects {
+            self.take(key, size);
+        }
+        found.extend(page.folders);
+    }
+
+    /// The keys and folders after `from` and before the key `bad` that fails any page holding
+    /// it: the longest page that can be listed from `from` (found by halving, ten requests).
+    fn before(
+        &mut self,
+        prefix: &str,
+        folders: bool,
+        from: Option<&str>,
+        bad: &str,
+    ) -> Result<Page, S3Error> {
+        let (mut fits, mut fails) = (0, PAGE_KEYS);
+        let mut best = Page::default();
+        while fails - fits > 1 {
+            let middle = usize::midpoint(fits, fails);
+            self.listing.requests += 1;
+            match self.bucket.list_page(prefix, folders, from, None, middle) {
+                Ok(page) => {
+                    fits = middle;
+                    best = page;
+                }
+                Err(error) if error.unaddressable_key().as_deref() == Some(bad) => fails = middle,
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(best)
     }
 
     /// Keeps a key if it is a log (and records a new stream).
@@ -238,7 +332,7 @@ impl Lister<'_> {
     /// folders come from the first page (those that sort before the logs, such as account ids
     /// starting with 0 or 1) and from the stream's own listing (those after its day).
     fn walk(&mut self, folder: &str, depth: usize) -> Result<(), S3Error> {
-        if depth > MAX_DEPTH || !self.visited.insert(folder.to_owned()) {
+        if depth > MAX_DEPTH || self.listing.stopped || !self.visited.insert(folder.to_owned()) {
             return Ok(());
         }
         let remembered = &self.listing.previous.streams;
@@ -252,7 +346,7 @@ impl Lister<'_> {
             .iter()
             .any(|(stream, s)| s.layout == Layout::Flat && stream_folder(stream) == folder);
         let folders = if holds_flat_logs {
-            let page = self.bucket.list_page(folder, true, None, None)?;
+            let page = self.bucket.list_page(folder, true, None, None, PAGE_KEYS)?;
             self.listing.requests += 1;
             page.folders
         } else {

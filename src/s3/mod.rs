@@ -28,7 +28,7 @@ pub(crate) const ENDPOINT_ENV: &str = "AWS_ENDPOINT_URL";
 /// for one machine and one bucket's request rate.
 pub(crate) const DEFAULT_CONCURRENCY: usize = 32;
 /// Keys asked per listing page (S3's maximum).
-const PAGE_KEYS: usize = 1000;
+pub(crate) const PAGE_KEYS: usize = 1000;
 
 /// An `s3://BUCKET/PREFIX` location.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -146,6 +146,19 @@ pub(crate) enum S3Error {
 }
 
 impl S3Error {
+    /// The key a listing could not take (`object_store` cannot address a key with an empty
+    /// segment, `.` or `..`): such a key fails its whole page.
+    pub(crate) fn unaddressable_key(&self) -> Option<String> {
+        let S3Error::Failed { message, .. } = self else {
+            return None;
+        };
+        // `Error parsing Path "KEY": ...` or `Path "KEY" contained empty path segment`
+        let start = message.find("Path \"")? + "Path \"".len();
+        let rest = &message[start..];
+        let end = rest.find("\" contained").or_else(|| rest.find("\": "))?;
+        Some(rest[..end].to_owned())
+    }
+
     /// The error for a failed call about `url`.
     pub(crate) fn from_store(url: String, error: &object_store::Error) -> Self {
         let text = error.to_string();
@@ -318,19 +331,20 @@ impl Bucket {
         &self.name
     }
 
-    /// One page of the keys that start with `prefix`, after `offset` (S3's `start-after`),
-    /// grouped into folders at `/` when `folders`.
+    /// One page of at most `keys` keys that start with `prefix`, after `offset` (S3's
+    /// `start-after`), grouped into folders at `/` when `folders`.
     pub(crate) fn list_page(
         &self,
         prefix: &str,
         folders: bool,
         offset: Option<&str>,
         token: Option<String>,
+        keys: usize,
     ) -> Result<Page, S3Error> {
         let options = PaginatedListOptions {
             offset: offset.map(str::to_owned),
             delimiter: folders.then_some("/".into()),
-            max_keys: Some(PAGE_KEYS),
+            max_keys: Some(keys),
             page_token: token,
             ..PaginatedListOptions::default()
         };
@@ -487,5 +501,18 @@ mod tests {
             "InvalidAccessKeyId: The AWS Access Key Id you provided does not exist in our records."
         );
         assert_eq!(error_code("connection refused"), None);
+        let failed = |message: &str| S3Error::Failed {
+            url: "s3://b/".into(),
+            message: message.into(),
+        };
+        let dots = failed(
+            "Encountered object with invalid path: Error parsing Path \"logs/../2024\": Encountered illegal character sequence \"..\" whilst parsing path segment \"..\"",
+        );
+        assert_eq!(dots.unaddressable_key().as_deref(), Some("logs/../2024"));
+        let empty = failed(
+            "Encountered object with invalid path: Path \"logs/x//2024\" contained empty path segment",
+        );
+        assert_eq!(empty.unaddressable_key().as_deref(), Some("logs/x//2024"));
+        assert_eq!(failed("503 Slow Down").unaddressable_key(), None);
     }
 }

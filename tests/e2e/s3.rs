@@ -592,3 +592,74 @@ fn run_from_a_bucket_writes_the_summaries_a_local_run_writes() {
     );
     assert_eq!(written, tree(&local.cache.join("summaries")));
 }
+
+#[test]
+fn a_stop_while_listing_ends_the_run_and_remembers_nothing_of_it() {
+    let bucket = TestBucket::create("s3tally-stop-listing");
+    let keys: Vec<String> = (0..1010)
+        .map(|n| flat_key("logs/", &format!("2024-05-0{}", 1 + n % 3), n))
+        .collect();
+    let objects = logs(&keys);
+    bucket.put_all(&objects);
+    // every listing page takes a second
+    let server = proxy(moto(), |request, _| {
+        if request.path.contains("list-type=") {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+        None
+    });
+    let env = Env::new();
+    let url = bucket.url("logs/");
+    let child = s3::command(&env, &server.url, &["extract", &url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while listings(&server.requests()).is_empty() {
+        assert!(start.elapsed().as_secs() < 30, "no listing");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(env.run(&["stop"]).status.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let said = text(&output);
+    assert!(said.contains("stopped while listing"), "{said}");
+    assert_eq!(
+        listings(&server.requests()).len(),
+        1,
+        "no page after the stop"
+    );
+    assert!(object_gets(&server.requests()).is_empty());
+    // the next run lists everything (nothing was remembered) and extracts it all
+    let server = proxy(moto(), |_, _| None);
+    s3::run(&env, &server.url, &["extract", &url], 0);
+    assert!(!listings(&server.requests())[0].contains("start-after"));
+    assert_eq!(env.dump(), local_dump(&objects));
+}
+
+#[test]
+fn keys_no_client_can_ask_for_are_skipped_and_named_the_rest_extracted() {
+    let bucket = TestBucket::create("s3tally-hostile-keys");
+    let good: Vec<String> = (0..1005)
+        .map(|n| flat_key("logs/", &format!("2024-05-0{}", 1 + n % 3), n))
+        .collect();
+    let objects = logs(&good);
+    bucket.put_all(&objects);
+    // an empty segment and a `..` segment, one on the first page, one on the second
+    let hostile = logs(&[
+        flat_key("logs/../", "2024-05-01", 9001),
+        flat_key("logs/x//", "2024-05-02", 9002),
+    ]);
+    bucket.put_all(&hostile);
+    let server = proxy(moto(), |_, _| None);
+    let env = Env::new();
+    let output = s3::run(&env, &server.url, &["extract", &bucket.url("logs/")], 0);
+    let said = text(&output);
+    assert!(
+        said.contains("2 keys that cannot be asked for (an empty segment, . or ..) were skipped (first: logs/../2024-05-01"),
+        "{said}"
+    );
+    assert!(said.contains("1005 new log files"), "{said}");
+    assert_eq!(env.dump(), local_dump(&objects));
+}
