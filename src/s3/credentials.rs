@@ -28,6 +28,22 @@ pub(crate) struct Profile {
     pub region: Option<String>,
     /// `endpoint_url` (S3-compatible stores).
     pub endpoint_url: Option<String>,
+    /// How the profile gets keys it does not hold (a role, SSO, a credential process), when
+    /// it has no static keys: refused only when its keys are needed.
+    pub indirect: Option<&'static str>,
+}
+
+impl Profile {
+    /// The profile's static keys, or why it has none to give.
+    pub(crate) fn keys(&self, name: &str) -> Result<Option<StaticKeys>, ProfileError> {
+        match (&self.keys, self.indirect) {
+            (None, Some(how)) => Err(ProfileError::Indirect {
+                name: name.to_owned(),
+                how,
+            }),
+            (keys, _) => Ok(keys.clone()),
+        }
+    }
 }
 
 /// Errors reading a profile.
@@ -113,24 +129,20 @@ pub(crate) fn read_profile(
         }),
         _ => None,
     };
-    if keys.is_none() {
-        let indirect = [
-            ("role_arn", "an assumed role (role_arn)"),
-            ("sso_session", "AWS SSO (sso_session)"),
-            ("sso_start_url", "AWS SSO (sso_start_url)"),
-            ("credential_process", "a credential_process"),
-        ];
-        if let Some((_, how)) = indirect.iter().find(|(key, _)| get(key).is_some()) {
-            return Err(ProfileError::Indirect {
-                name: name.to_owned(),
-                how,
-            });
-        }
-    }
+    let indirect = [
+        ("role_arn", "an assumed role (role_arn)"),
+        ("sso_session", "AWS SSO (sso_session)"),
+        ("sso_start_url", "AWS SSO (sso_start_url)"),
+        ("credential_process", "a credential_process"),
+    ]
+    .into_iter()
+    .find(|(key, _)| keys.is_none() && get(key).is_some())
+    .map(|(_, how)| how);
     Ok(Profile {
         keys,
         region: get("region"),
         endpoint_url: get("endpoint_url"),
+        indirect,
     })
 }
 
@@ -204,9 +216,13 @@ mod tests {
             Profile::default()
         );
         for name in ["sso", "role"] {
-            let error = read_profile(name, true, &credentials, &config)
-                .unwrap_err()
-                .to_string();
+            let profile = read_profile(name, true, &credentials, &config).unwrap();
+            // its region is still read (the keys may come from the environment)
+            assert_eq!(
+                profile.region.as_deref(),
+                (name == "sso").then_some("us-east-1")
+            );
+            let error = profile.keys(name).unwrap_err().to_string();
             assert!(
                 error.contains(&format!("export-credentials --profile {name}")),
                 "{error}"

@@ -257,8 +257,9 @@ impl Bucket {
         let mut builder = builder_from_env(settings.no_sign_request).with_bucket_name(bucket);
         let (credentials, config) = credentials::shared_files();
         let profile_name = std::env::var("AWS_PROFILE").ok();
+        let profile_name_or_default = profile_name.as_deref().unwrap_or("default");
         let profile = credentials::read_profile(
-            profile_name.as_deref().unwrap_or("default"),
+            profile_name_or_default,
             profile_name.is_some(),
             &credentials,
             &config,
@@ -301,7 +302,7 @@ impl Bucket {
         if settings.no_sign_request {
             builder = builder.with_skip_signature(true);
         } else if env_value("AWS_ACCESS_KEY_ID").is_none() {
-            if let Some(keys) = profile.keys {
+            if let Some(keys) = profile.keys(profile_name_or_default)? {
                 builder = builder
                     .with_access_key_id(keys.access_key_id)
                     .with_secret_access_key(keys.secret_access_key);

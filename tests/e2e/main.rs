@@ -19,6 +19,7 @@ mod ranges;
 mod regions;
 mod run;
 mod s3;
+mod s3_faults;
 mod summaries;
 mod validate;
 mod validation;

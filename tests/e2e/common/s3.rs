@@ -293,3 +293,70 @@ pub(crate) fn listings(requests: &[Request]) -> Vec<String> {
         .map(|r| r.path.clone())
         .collect()
 }
+
+/// Documentation addresses the test logs use.
+pub(crate) const IPS: [&str; 3] = ["192.0.2.10", "198.51.100.20", "203.0.113.30"];
+
+/// A flat-layout log key under `prefix` for `day`, number `n`.
+pub(crate) fn flat_key(prefix: &str, day: &str, n: usize) -> String {
+    format!(
+        "{prefix}{day}-{:02}-{:02}-{:02}-{:016X}",
+        n % 24,
+        n % 60,
+        n % 60,
+        n
+    )
+}
+
+/// A date-partitioned log key under `root` (`.../ACCOUNT/REGION/BUCKET/`) for `day`.
+pub(crate) fn partitioned_key(root: &str, day: &str, n: usize) -> String {
+    format!("{root}{}/{}", day.replace('-', "/"), flat_key("", day, n))
+}
+
+/// Objects: one small log per key (gzip when the key ends in .gz), each with its own object.
+pub(crate) fn logs(keys: &[String]) -> Vec<(String, Vec<u8>)> {
+    keys.iter()
+        .enumerate()
+        .map(|(n, key)| {
+            let name = key.rsplit('/').next().unwrap();
+            let day = &name[..10];
+            let text = log_text(
+                day,
+                (n % 24) as u32,
+                &format!("data/{n:04}.nwb"),
+                &IPS[..=(n % 3)],
+            );
+            let body = if Path::new(key).extension().is_some_and(|e| e == "gz") {
+                gzip(&text)
+            } else {
+                text
+            };
+            (key.clone(), body)
+        })
+        .collect()
+}
+
+/// Writes the objects as local files (their names only: identity is the name).
+pub(crate) fn write_locally(dir: &Path, objects: &[(String, Vec<u8>)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (key, body) in objects {
+        std::fs::write(dir.join(key.rsplit('/').next().unwrap()), body).unwrap();
+    }
+}
+
+/// The dump of extracting `objects` from a local directory: what reading them from S3 must give.
+pub(crate) fn local_dump(objects: &[(String, Vec<u8>)]) -> String {
+    let env = Env::new();
+    let dir = env.dir.path().join("logs");
+    write_locally(&dir, objects);
+    env.extract(&[&dir], 0);
+    env.dump()
+}
+
+pub(crate) fn text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
