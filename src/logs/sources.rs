@@ -85,6 +85,9 @@ pub(crate) enum FindError {
     /// An inventory that cannot be read.
     #[error(transparent)]
     Inventory(#[from] inventory::InventoryError),
+    /// The store could not say how a bucket was listed before.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// `--inventory` with other than one bucket.
     #[error("--inventory lists one bucket: give exactly one s3:// location with it")]
     InventoryNeedsOneBucket,
@@ -166,10 +169,7 @@ fn find_in_bucket(
         found.notes.extend(read.warnings);
     } else {
         let state = match store {
-            Some(store) => store
-                .stage_state(&listing::state_key(location))
-                .ok()
-                .flatten(),
+            Some(store) => store.stage_state(&listing::state_key(location))?,
             None => None,
         };
         let listed = listing::list(

@@ -158,7 +158,6 @@ pub(crate) fn list(
         bucket,
         stop,
         listing: Listing::default(),
-        seen: HashSet::new(),
         visited: HashSet::new(),
         names: HashMap::new(),
     };
@@ -189,6 +188,8 @@ pub(crate) fn list(
     }
     let mut listing = lister.listing;
     listing.logs.sort_by(|a, b| a.key.cmp(&b.key));
+    // two flat streams of one folder list each other's keys: a key counts once
+    listing.logs.dedup_by(|a, b| a.key == b.key);
     Ok(listing)
 }
 
@@ -197,8 +198,6 @@ struct Lister<'a> {
     bucket: &'a Bucket,
     stop: &'a StopFlag,
     listing: Listing,
-    /// Keys taken already (a key listed twice counts once).
-    seen: HashSet<String>,
     /// Folders walked already.
     visited: HashSet<String>,
     /// Each stream's name, once.
@@ -310,9 +309,6 @@ impl Lister<'_> {
             self.listing.ignored += 1;
             return;
         };
-        if !self.seen.insert(key.clone()) {
-            return;
-        }
         self.listing.streams.entry(stream.clone()).or_insert(layout);
         let stream = self
             .names

@@ -2,17 +2,15 @@
 //! both layouts, pagination, incremental listing, inventories, `status --source`, `run`.
 
 use crate::common::s3::{
-    self, TestBucket, flat_key, gzip, listings, local_dump, logs, moto, object_gets,
-    partitioned_key, proxy, text, write_locally,
+    self, TestBucket, bucket_holding, flat_key, gzip, listings, local_dump, logs, moto,
+    object_gets, partitioned_key, proxy, spread_keys, text, write_locally,
 };
 use crate::common::{Env, fixture, tree};
 
 #[test]
 fn both_layouts_past_one_page_plain_and_gzip_read_as_local_files_are() {
     let bucket = TestBucket::create("s3tally-layouts");
-    let mut keys: Vec<String> = (0..1050)
-        .map(|n| flat_key("logs/", &format!("2024-05-{:02}", 1 + n % 3), n))
-        .collect();
+    let mut keys = spread_keys(1050, 3);
     for n in 0..30 {
         let root = "logs/123456789012/us-east-1/archive-bucket/";
         let key = partitioned_key(root, &format!("2024-05-{:02}", 1 + n % 3), 2000 + n);
@@ -166,12 +164,8 @@ fn inventory(
 
 #[test]
 fn an_inventory_replaces_the_listing_in_s3_or_local() {
-    let bucket = TestBucket::create("s3tally-inventoried");
-    let keys: Vec<String> = (0..12)
-        .map(|n| flat_key("logs/", &format!("2024-05-0{}", 1 + n % 3), n))
-        .collect();
-    let objects = logs(&keys);
-    bucket.put_all(&objects);
+    let keys = spread_keys(12, 3);
+    let (bucket, objects) = bucket_holding("s3tally-inventoried", &keys);
     let config = "inventories/s3tally-inventoried/daily/";
     let files = inventory(&bucket.name, config, &objects);
     let store = TestBucket::create("s3tally-inventories");
@@ -219,10 +213,8 @@ fn an_inventory_replaces_the_listing_in_s3_or_local() {
 
 #[test]
 fn a_log_read_locally_first_is_not_counted_again_from_the_bucket() {
-    let bucket = TestBucket::create("s3tally-seen-locally");
-    let keys: Vec<String> = (0..6).map(|n| flat_key("logs/", "2024-05-01", n)).collect();
-    let objects = logs(&keys);
-    bucket.put_all(&objects);
+    let keys = spread_keys(6, 1);
+    let (bucket, objects) = bucket_holding("s3tally-seen-locally", &keys);
     let env = Env::new();
     // half of them copied down earlier, one of those compressed since
     let dir = env.dir.path().join("copy");
@@ -294,12 +286,8 @@ fn status_says_how_much_of_a_source_is_extracted() {
 
 #[test]
 fn run_from_a_bucket_writes_the_summaries_a_local_run_writes() {
-    let bucket = TestBucket::create("s3tally-run");
-    let keys: Vec<String> = (0..9)
-        .map(|n| flat_key("logs/", &format!("2024-05-0{}", 1 + n % 3), n))
-        .collect();
-    let objects = logs(&keys);
-    bucket.put_all(&objects);
+    let keys = spread_keys(9, 3);
+    let (bucket, objects) = bucket_holding("s3tally-run", &keys);
     let stages = |source: &str| {
         vec![
             "run".to_owned(),

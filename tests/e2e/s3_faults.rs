@@ -3,17 +3,15 @@
 
 use crate::common::mock::Reply;
 use crate::common::s3::{
-    self, TestBucket, flat_key, listings, local_dump, logs, moto, moto_checking_credentials,
-    object_gets, proxy, text,
+    self, TestBucket, bucket_holding, flat_key, listings, local_dump, logs, moto,
+    moto_checking_credentials, object_gets, proxy, spread_keys, text,
 };
 use crate::common::{Env, signal};
 
 #[test]
 fn a_forbidden_object_is_named_and_the_rest_extracted_and_a_503_is_retried() {
-    let bucket = TestBucket::create("s3tally-faults");
-    let keys: Vec<String> = (0..6).map(|n| flat_key("logs/", "2024-05-01", n)).collect();
-    let objects = logs(&keys);
-    bucket.put_all(&objects);
+    let keys = spread_keys(6, 1);
+    let (bucket, objects) = bucket_holding("s3tally-faults", &keys);
     let forbidden = format!("/{}/{}", bucket.name, keys[2]);
     let slow = format!("/{}/{}", bucket.name, keys[4]);
     let slow_seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -68,12 +66,8 @@ fn a_forbidden_object_is_named_and_the_rest_extracted_and_a_503_is_retried() {
 
 #[test]
 fn killed_or_stopped_midway_a_rerun_completes_the_same_dump() {
-    let bucket = TestBucket::create("s3tally-interrupted");
-    let keys: Vec<String> = (0..40)
-        .map(|n| flat_key("logs/", &format!("2024-05-{:02}", 1 + n % 4), n))
-        .collect();
-    let objects = logs(&keys);
-    bucket.put_all(&objects);
+    let keys = spread_keys(40, 4);
+    let (bucket, objects) = bucket_holding("s3tally-interrupted", &keys);
     let expected = local_dump(&objects);
     let server = proxy(moto(), |_, _| None);
     let url = bucket.url("logs/");
@@ -229,12 +223,8 @@ fn credentials_refused_missing_or_from_a_profile_are_said_once_and_clearly() {
 
 #[test]
 fn a_stop_while_listing_ends_the_run_and_remembers_nothing_of_it() {
-    let bucket = TestBucket::create("s3tally-stop-listing");
-    let keys: Vec<String> = (0..1010)
-        .map(|n| flat_key("logs/", &format!("2024-05-0{}", 1 + n % 3), n))
-        .collect();
-    let objects = logs(&keys);
-    bucket.put_all(&objects);
+    let keys = spread_keys(1010, 3);
+    let (bucket, objects) = bucket_holding("s3tally-stop-listing", &keys);
     // every listing page takes a second
     let server = proxy(moto(), |request, _| {
         if request.path.contains("list-type=") {
@@ -274,12 +264,7 @@ fn a_stop_while_listing_ends_the_run_and_remembers_nothing_of_it() {
 
 #[test]
 fn keys_no_client_can_ask_for_are_skipped_and_named_the_rest_extracted() {
-    let bucket = TestBucket::create("s3tally-hostile-keys");
-    let good: Vec<String> = (0..1005)
-        .map(|n| flat_key("logs/", &format!("2024-05-0{}", 1 + n % 3), n))
-        .collect();
-    let objects = logs(&good);
-    bucket.put_all(&objects);
+    let (bucket, objects) = bucket_holding("s3tally-hostile-keys", &spread_keys(1005, 3));
     // an empty segment and a `..` segment, one on the first page, one on the second
     let hostile = logs(&[
         flat_key("logs/../", "2024-05-01", 9001),

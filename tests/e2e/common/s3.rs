@@ -308,6 +308,21 @@ pub(crate) fn flat_key(prefix: &str, day: &str, n: usize) -> String {
     )
 }
 
+/// `count` flat-layout log keys under `logs/`, spread over the first `days` days of May 2024.
+pub(crate) fn spread_keys(count: usize, days: usize) -> Vec<String> {
+    (0..count)
+        .map(|n| flat_key("logs/", &format!("2024-05-{:02}", 1 + n % days), n))
+        .collect()
+}
+
+/// A new bucket `name` holding one small log per key: the bucket and its objects.
+pub(crate) fn bucket_holding(name: &str, keys: &[String]) -> (TestBucket, Vec<(String, Vec<u8>)>) {
+    let bucket = TestBucket::create(name);
+    let objects = logs(keys);
+    bucket.put_all(&objects);
+    (bucket, objects)
+}
+
 /// A date-partitioned log key under `root` (`.../ACCOUNT/REGION/BUCKET/`) for `day`.
 pub(crate) fn partitioned_key(root: &str, day: &str, n: usize) -> String {
     format!("{root}{}/{}", day.replace('-', "/"), flat_key("", day, n))
