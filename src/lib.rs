@@ -5,7 +5,7 @@
 //! - [`logs`]: raw log files, the line parser, exclusions;
 //! - the stages, one folder each, all following the one contract of [`stage`]:
 //!   [`extract`], [`regions`], [`coordinates`], [`summaries`] (and totals), [`publish`], and
-//!   [`validate`] beside them; [`pipeline`] drives them in order for `s3tally run`;
+//!   [`validate`] beside them, [`export`] (Parquet for query engines) after them; [`pipeline`] drives them in order for `s3tally run`;
 //! - shared concepts: [`cache`] (the cache directory and its writer lock), [`store`] (the `SQLite`
 //!   store), [`labels`] (region labels and the built-in places), [`bins`] (the compact request
 //!   records), [`privacy`] (salt, requester ids, IP masking);
@@ -20,6 +20,7 @@ mod cache;
 mod config;
 mod coordinates;
 mod datasets;
+mod export;
 mod extract;
 mod http;
 mod inspect;

@@ -7,6 +7,7 @@
     reason = "doc comments of commands and arguments are the --help text, where backticks would show"
 )]
 mod admin;
+mod export;
 mod geoip;
 mod inspect;
 mod map;
@@ -98,6 +99,9 @@ pub enum Command {
     Show(inspect::ShowArgs),
     /// Print every extracted request as TSV: object_key, timestamp, bytes_sent, status, requester.
     Dump(inspect::DumpArgs),
+    /// Hand the extracted requests to query engines (private data: never published).
+    #[command(subcommand)]
+    Export(export::ExportCommand),
     /// Show what the cache holds; with --source, how much of each source is extracted.
     Status(inspect::StatusArgs),
     /// Ask the s3tally writing to this cache to commit its current batch and exit; wait for it.
@@ -152,6 +156,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Update(command) => stages::update(&place, command),
         Command::Validate(args) => stages::validate(&place, args),
         Command::Publish(args) => stages::publish(&place, &args),
+        Command::Export(command) => export::export(&place, command),
         Command::Show(args) => inspect::show(&place, args),
         Command::Dump(args) => inspect::dump(&place, &args),
         Command::Status(args) => inspect::status(&place, &args),

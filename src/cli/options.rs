@@ -87,15 +87,9 @@ pub struct S3Args {
     /// Downloads from S3 at once (`--concurrency` of `run` is ipinfo's).
     #[arg(long, default_value_t = s3::DEFAULT_CONCURRENCY as u64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub s3_concurrency: u64,
-    /// An S3-compatible endpoint (MinIO, Ceph, R2...) instead of AWS.
-    #[arg(long, env = s3::ENDPOINT_ENV, value_name = "URL")]
-    pub endpoint_url: Option<String>,
-    /// The bucket's region [default: AWS_REGION, the profile's, else asked of S3].
-    #[arg(long, value_name = "REGION")]
-    pub region: Option<String>,
-    /// Send no credentials: for a public bucket.
-    #[arg(long)]
-    pub no_sign_request: bool,
+    /// How to reach S3.
+    #[command(flatten)]
+    pub connection: S3ConnectionArgs,
     /// List every key of the buckets again, instead of each log folder from its last complete
     /// day (after changing a bucket's log layout or prefix).
     #[arg(long, conflicts_with = "inventory")]
@@ -106,15 +100,36 @@ impl S3Args {
     /// How to read the S3 sources.
     pub(super) fn options(&self) -> SourceOptions {
         SourceOptions {
-            s3: S3Settings {
-                endpoint: self.endpoint_url.clone().filter(|url| !url.is_empty()),
-                region: self.region.clone(),
-                no_sign_request: self.no_sign_request,
-                concurrency: self.s3_concurrency as usize,
-                retry: RetryPolicy::default(),
-            },
+            s3: self.connection.settings(self.s3_concurrency as usize),
             inventory: self.inventory.clone(),
             full_listing: self.full_listing,
+        }
+    }
+}
+
+/// How to reach S3 (log sources, and the Parquet export's destination).
+#[derive(Debug, Args, Clone)]
+pub struct S3ConnectionArgs {
+    /// An S3-compatible endpoint (MinIO, Ceph, R2...) instead of AWS.
+    #[arg(long, env = s3::ENDPOINT_ENV, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// The bucket's region [default: AWS_REGION, the profile's, else asked of S3].
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Send no credentials: for a public bucket.
+    #[arg(long)]
+    pub no_sign_request: bool,
+}
+
+impl S3ConnectionArgs {
+    /// The settings, with `concurrency` downloads at once.
+    pub(super) fn settings(&self, concurrency: usize) -> S3Settings {
+        S3Settings {
+            endpoint: self.endpoint_url.clone().filter(|url| !url.is_empty()),
+            region: self.region.clone(),
+            no_sign_request: self.no_sign_request,
+            concurrency,
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -293,12 +308,10 @@ impl GeocoderArgs {
     }
 }
 
-/// Options of `update summaries`, `update totals` and the same stages in `run`.
+/// Which object keys count in which dataset and asset, and whose requests are left out (the
+/// summaries, totals and the Parquet export).
 #[derive(Debug, Args, Clone)]
-pub struct SummaryArgs {
-    /// Where the summaries go [default: <cache>/summaries].
-    #[arg(long, value_name = "DIR")]
-    pub output: Option<PathBuf>,
+pub struct GroupingArgs {
     /// How many leading segments of an object key name its dataset.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub dataset_depth: u16,
@@ -323,6 +336,60 @@ pub struct SummaryArgs {
     /// the salted requester indexes: no raw IP is kept.
     #[arg(long, value_name = "FILE")]
     pub exclude_ips_file: Option<PathBuf>,
+    /// How places are written in by_region.tsv and the coordinates file: `names` (US/California,
+    /// as s3-log-extraction before 1.11) or `iso` (USA/CA: ISO 3166-1 alpha-3 and the ISO 3166-2
+    /// subdivision code, as 1.11 and the DANDI page's newer versions). Changing it rewrites the
+    /// files without resolving anyone again.
+    #[arg(long, value_enum, default_value_t = LabelStyle::Names, value_name = "STYLE")]
+    pub label_style: LabelStyle,
+    /// Only these datasets (repeatable).
+    #[arg(long, value_name = "DATASET")]
+    pub pick: Vec<String>,
+    /// Not these datasets (repeatable).
+    #[arg(long, value_name = "DATASET")]
+    pub skip: Vec<String>,
+}
+
+impl GroupingArgs {
+    /// The grouping with the files it names read: the dataset map, the asset type rules, the
+    /// excluded addresses (as salted indexes, with the salt from `config_dir`).
+    pub(super) fn load(&self, config_dir: &std::path::Path) -> anyhow::Result<Grouping> {
+        let mut grouping = Grouping {
+            dataset_depth: usize::from(self.dataset_depth),
+            collapse_prefixes: self.collapse_prefix.clone(),
+            pick: self.pick.clone(),
+            skip: self.skip.clone(),
+            ..Grouping::default()
+        };
+        if let Some(path) = &self.dataset_map {
+            let started = std::time::Instant::now();
+            let map = DatasetMap::load(path)?;
+            eprintln!(
+                "dataset map: {} (read in {:.1} s)",
+                map.describe(),
+                started.elapsed().as_secs_f64()
+            );
+            grouping.map = Some(std::sync::Arc::new(map));
+        }
+        if let Some(path) = &self.asset_types {
+            grouping.asset_types = AssetTypes::load(path)?;
+        }
+        if let Some(path) = &self.exclude_ips_file {
+            grouping.excluded = ExcludedRequesters::from_file(path, &Salt::load(config_dir)?)?;
+        }
+        Ok(grouping)
+    }
+}
+
+/// Options of `update summaries`, `update totals` and the same stages in `run`.
+#[derive(Debug, Args, Clone)]
+pub struct SummaryArgs {
+    /// Where the summaries go [default: <cache>/summaries].
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Which keys count where, and whose requests are left out.
+    #[command(flatten)]
+    pub grouping: GroupingArgs,
     /// Counts below this are written `<N>`.
     #[arg(long, default_value_t = 50, value_name = "N")]
     pub privacy_minimum: u64,
@@ -337,41 +404,29 @@ pub struct SummaryArgs {
     /// Replaced by --region-min-requesters (rows behind fewer than K requesters are pooled).
     #[arg(long, hide = true, value_name = "N")]
     pub region_threshold: Option<String>,
-    /// How places are written in by_region.tsv and the coordinates file: `names` (US/California,
-    /// as s3-log-extraction before 1.11) or `iso` (USA/CA: ISO 3166-1 alpha-3 and the ISO 3166-2
-    /// subdivision code, as 1.11 and the DANDI page's newer versions). Changing it rewrites the
-    /// files without resolving anyone again.
-    #[arg(long, value_enum, default_value_t = LabelStyle::Names, value_name = "STYLE")]
-    pub label_style: LabelStyle,
-    /// Only these datasets (repeatable).
-    #[arg(long, value_name = "DATASET")]
-    pub pick: Vec<String>,
-    /// Not these datasets (repeatable).
-    #[arg(long, value_name = "DATASET")]
-    pub skip: Vec<String>,
     /// Recompute even when nothing was extracted or labelled since the last run.
     #[arg(long)]
     pub full: bool,
 }
 
 impl SummaryArgs {
-    /// The summaries and totals stages' options, writing under the cache unless `--output`.
-    pub(super) fn options(&self, cache: &Cache) -> Result<SummaryOptions, UsageError> {
+    /// The summaries and totals stages' options, writing under the cache unless `--output`, with
+    /// the files the grouping names read (see [`GroupingArgs::load`]).
+    pub(super) fn load(
+        &self,
+        cache: &Cache,
+        config_dir: &std::path::Path,
+    ) -> anyhow::Result<SummaryOptions> {
         if self.region_threshold.is_some() {
             return Err(UsageError(
                 "--region-threshold is replaced by --region-min-requesters K (default 5): a region row is named only when K requesters stand behind it, and by_region.tsv is always written".into(),
-            ));
+            )
+            .into());
         }
         Ok(SummaryOptions {
             output_dir: cache.summaries_dir(self.output.as_deref()),
-            grouping: Grouping {
-                dataset_depth: usize::from(self.dataset_depth),
-                collapse_prefixes: self.collapse_prefix.clone(),
-                pick: self.pick.clone(),
-                skip: self.skip.clone(),
-                ..Grouping::default()
-            },
-            label_style: self.label_style,
+            grouping: self.grouping.load(config_dir)?,
+            label_style: self.grouping.label_style,
             privacy: Privacy {
                 minimum: self.privacy_minimum,
                 round_to: self.round_to,
@@ -379,37 +434,6 @@ impl SummaryArgs {
             },
             full: self.full,
         })
-    }
-}
-
-impl SummaryArgs {
-    /// The summaries and totals stages' options with the files they name read: the dataset map,
-    /// the asset type rules, the excluded addresses (as salted indexes, with the salt from
-    /// `config_dir`).
-    pub(super) fn load(
-        &self,
-        cache: &Cache,
-        config_dir: &std::path::Path,
-    ) -> anyhow::Result<SummaryOptions> {
-        let mut options = self.options(cache)?;
-        if let Some(path) = &self.dataset_map {
-            let started = std::time::Instant::now();
-            let map = DatasetMap::load(path)?;
-            eprintln!(
-                "dataset map: {} (read in {:.1} s)",
-                map.describe(),
-                started.elapsed().as_secs_f64()
-            );
-            options.grouping.map = Some(std::sync::Arc::new(map));
-        }
-        if let Some(path) = &self.asset_types {
-            options.grouping.asset_types = AssetTypes::load(path)?;
-        }
-        if let Some(path) = &self.exclude_ips_file {
-            options.grouping.excluded =
-                ExcludedRequesters::from_file(path, &Salt::load(config_dir)?)?;
-        }
-        Ok(options)
     }
 }
 

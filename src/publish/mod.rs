@@ -223,6 +223,11 @@ pub(crate) enum PublishError {
         /// What is weaker, and what to do.
         why: String,
     },
+    /// A Parquet file (the export's per-request rows) lies where publishing would reach it.
+    #[error(
+        "refusing to publish: {0} is a Parquet file: the Parquet export holds one row per request with a pseudonymous requester and must never be published; move it out of the repository and the summaries directory"
+    )]
+    Export(PathBuf),
     /// The target is not a git working tree.
     #[error("{0} is not a git working tree (git init it, or clone the publication repository)")]
     NotARepository(PathBuf),
@@ -302,6 +307,26 @@ fn with_attribution(readme: &str, text: &str) -> String {
     format!("{readme}{separator}{block}")
 }
 
+/// Refuses trees holding a Parquet file (outside `.git`): the export is never published, and a
+/// copy of it in the repository would be one `git add` away.
+fn refuse_parquet(dirs: &[&Path]) -> Result<(), PublishError> {
+    for dir in dirs {
+        let found = walkdir::WalkDir::new(dir)
+            .into_iter()
+            .filter_entry(|entry| entry.file_name() != ".git")
+            .filter_map(Result::ok)
+            .find(|entry| {
+                let name = entry.file_name().to_string_lossy();
+                entry.file_type().is_file()
+                    && (name.ends_with(".parquet") || name.ends_with(".parquet.tmp"))
+            });
+        if let Some(entry) = found {
+            return Err(PublishError::Export(entry.into_path()));
+        }
+    }
+    Ok(())
+}
+
 /// Copies the outputs into the repository, removes those of datasets that no longer exist, and
 /// commits (and pushes) when something changed.
 fn publish(
@@ -319,6 +344,7 @@ fn publish(
     };
     // check everything before writing anything
     check_settings(&options.summaries_dir, options.allow_exact)?;
+    refuse_parquet(&[repo, &options.summaries_dir])?;
     let mut contents = BTreeMap::new();
     for (target, source) in files_to_publish(&options.summaries_dir) {
         let content = std::fs::read_to_string(&source).map_err(io(&source))?;

@@ -10,6 +10,7 @@ pub(crate) mod credentials;
 pub(crate) mod fetch;
 pub(crate) mod inventory;
 pub(crate) mod listing;
+pub(crate) mod write;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -145,6 +145,29 @@ impl Store {
         Ok(())
     }
 
+    /// Calls `visit(key, bin)` for every bin of the batches `from..=to`, ordered by object key
+    /// then batch.
+    pub(crate) fn visit_bins_of_batches(
+        &self,
+        (from, to): (BatchNumber, BatchNumber),
+        mut visit: impl FnMut(&[u8], &[u8]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT o.key, b.data FROM objects o JOIN bins b ON b.object_id = o.id
+                 WHERE b.batch BETWEEN ?1 AND ?2 ORDER BY o.key, b.batch",
+            )
+            .map_err(|e| self.error(e))?;
+        let mut rows = self.with(|_| statement.query([from, to]))?;
+        while let Some(row) = self.with(|_| rows.next())? {
+            let (key, data) =
+                self.with(|_| Ok((row.get_ref(0)?.as_blob()?, row.get_ref(1)?.as_blob()?)))?;
+            visit(key, data)?;
+        }
+        Ok(())
+    }
+
     /// Totals over the whole store.
     pub(crate) fn counts(&self) -> Result<StoreCounts, StoreError> {
         let total = |sql: &str| -> Result<u64, StoreError> {

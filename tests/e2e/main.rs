@@ -8,6 +8,7 @@ mod coordinates;
 mod dandi;
 mod dandi_map;
 mod errors;
+mod export;
 mod extract;
 mod geoip;
 mod hostile;

@@ -2,6 +2,7 @@
 
 pub(crate) mod mock;
 pub(crate) mod s3;
+pub(crate) mod venv;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -45,26 +45,7 @@ fn moto_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("S3TALLY_TEST_MOTO") {
         return path.into();
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv");
-    let binary = venv.join("bin/moto_server");
-    if binary.exists() {
-        return binary;
-    }
-    let created = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .is_ok_and(|status| status.success());
-    let installed = created
-        && Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "moto[server]==5.2.5"])
-            .status()
-            .is_ok_and(|status| status.success());
-    assert!(
-        installed && binary.exists(),
-        "cannot install the local S3 server: run `python3 -m venv target/test-venv && target/test-venv/bin/pip install 'moto[server]'` (or .ci/run), or set S3TALLY_TEST_MOTO to a moto_server"
-    );
-    binary
+    super::venv::tool("bin/moto_server", "moto[server]==5.2.5", Path::exists)
 }
 
 fn start_moto(check_credentials: bool) -> Moto {
