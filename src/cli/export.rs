@@ -52,9 +52,9 @@ pub struct ParquetArgs {
     /// Write everything again, replacing every file s3tally wrote in DEST.
     #[arg(long)]
     pub full: bool,
-    /// Rows held in memory (about 30 bytes each) before they are written: each day held gets a
-    /// file then.
-    #[arg(long, default_value_t = 8_000_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Rows held in memory (about 30 bytes each); beyond, they wait in spill files in the cache.
+    /// A partition of more rows than this is written as several files.
+    #[arg(long, default_value_t = 4_000_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub rows_in_memory: u64,
     /// Which keys count where, and whose requests are left out (as for the summaries).
     #[command(flatten)]

@@ -21,6 +21,12 @@ use super::rows::{RowPlace, Rows};
 /// kept in memory), about 128 MB at the few bytes a row takes.
 const ROW_GROUP_ROWS: usize = 32 * 1024 * 1024;
 
+/// The zstd level: higher levels shrink the dictionaries of keys a little, for time.
+const ZSTD_LEVEL: i32 = 1;
+
+/// Largest dictionary page of a column chunk.
+const DICTIONARY_BYTES: usize = 64 * 1024 * 1024;
+
 /// What every row's requester maps to: its region as published and its country.
 pub(crate) struct Regions {
     /// The region index of each requester id (`missing` when unknown).
@@ -59,18 +65,21 @@ pub(crate) fn schema(with_requester: bool) -> Arc<Schema> {
 }
 
 /// The writer's settings.
-fn properties() -> WriterProperties {
+fn properties() -> parquet::errors::Result<WriterProperties> {
     let time = ColumnPath::from("time");
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+    Ok(WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_dictionary_enabled(true)
+        // the distinct keys and assets of a day (tens of MB for the largest archives) stay one
+        // dictionary instead of falling back to plain strings
+        .set_dictionary_page_size_limit(DICTIONARY_BYTES)
         // sorted times: deltas of a few bits each
         .set_column_dictionary_enabled(time.clone(), false)
         .set_column_encoding(time, Encoding::DELTA_BINARY_PACKED)
         .set_created_by(format!("s3tally {}", env!("CARGO_PKG_VERSION")))
-        .build()
+        .build())
 }
 
 /// A dictionary column: each row's index into `values`.
@@ -92,7 +101,7 @@ pub(crate) fn write(
     let mut order: Vec<u32> = (0..u32::try_from(rows.len())?).collect();
     order.sort_unstable_by_key(|&i| {
         let i = i as usize;
-        (rows.time[i], rows.place[i], rows.requester[i])
+        (rows.place[i], rows.time[i], rows.requester[i])
     });
     // the places and regions of this file, numbered in order of first use
     let mut local_place: rustc_hash::FxHashMap<u32, i32> = rustc_hash::FxHashMap::default();
@@ -186,7 +195,7 @@ pub(crate) fn write(
             .collect::<BooleanArray>(),
     ));
     let batch = RecordBatch::try_new(schema(with_requester), columns)?;
-    let mut writer = ArrowWriter::try_new(out, batch.schema(), Some(properties()))?;
+    let mut writer = ArrowWriter::try_new(out, batch.schema(), Some(properties()?))?;
     writer.write(&batch)?;
     writer.close()?;
     Ok(())

@@ -21,7 +21,7 @@ use crate::store::{BatchNumber, LabelRound, Store};
 use crate::summaries::grouping::Grouping;
 use columns::Regions;
 use destination::Destination;
-use rows::{Held, Partition};
+use rows::Partition;
 
 /// What the export needs.
 pub(crate) struct ExportOptions {
@@ -37,7 +37,7 @@ pub(crate) struct ExportOptions {
     pub with_requester: bool,
     /// Write everything again (every file of ours there is replaced).
     pub full: bool,
-    /// Rows held before they are written out (each partition held gets a file).
+    /// Rows held in memory; more wait in spill files in the cache.
     pub rows_in_memory: usize,
 }
 
@@ -73,6 +73,9 @@ struct ExportState {
     labels: i64,
 }
 
+/// The cache's folder for rows waiting to be written (see [`rows`]).
+const SPILL_DIR: &str = "export-spill";
+
 /// What an export run did.
 #[derive(Debug, Default)]
 pub(crate) struct ExportReport {
@@ -86,6 +89,8 @@ pub(crate) struct ExportReport {
     pub files: u64,
     /// Their bytes.
     pub bytes: u64,
+    /// Rows that waited in spill files (more than `--rows-in-memory` were gathered).
+    pub spilled: u64,
     /// Files of s3tally removed first (a range written again, or everything with `--full`).
     pub removed: u64,
     /// Stopped before the end: the next run completes it.
@@ -118,6 +123,12 @@ impl stage::Report for ExportReport {
                 "export: {destination}: stopped while writing batches {from} to {to}: run it again to complete them"
             ),
         });
+        if self.spilled > 0 {
+            lines.push(format!(
+                "export: {} rows waited on disk in the cache (more than --rows-in-memory)",
+                self.spilled
+            ));
+        }
         if self.removed > 0 {
             lines.push(format!(
                 "export: {} files of an earlier or unfinished export removed first",
@@ -181,38 +192,29 @@ fn export(context: &Context<'_>, options: &ExportOptions) -> anyhow::Result<Expo
         ..ExportReport::default()
     };
     let (last_batch, label_round) = store.data_version()?;
-    let mut state = match saved {
-        Some(state) if !options.full => {
-            if state.layout != layout(options) {
-                return Err(crate::exit::UsageError(format!(
-                    "{} holds an export written with other options ({}; now {}): give the same options, or --full to write everything again",
-                    destination.url(),
-                    state.layout,
-                    layout(options)
-                ))
-                .into());
-            }
-            report
-                .warnings
-                .extend(disagreements(store, &state, options)?);
-            state
-        }
-        _ => ExportState::default(),
-    };
+    let mut state = continued(store, saved, options, &mut report.warnings)?;
     state.layout = layout(options);
     // an unfinished range is written again first, exactly (same files), then what is new
     let mut ranges = Vec::new();
     if let Some(writing) = state.writing {
         ranges.push(writing);
     }
-    if last_batch.0 > state.done.max(state.writing.map_or(0, |(_, to)| to)) {
-        let from = state.done.max(state.writing.map_or(0, |(_, to)| to)) + 1;
-        ranges.push((from, last_batch.0));
+    let written = state.done.max(state.writing.map_or(0, |(_, to)| to));
+    if last_batch.0 > written {
+        ranges.push((written + 1, last_batch.0));
     }
     if ranges.is_empty() {
         return Ok(report);
     }
     let regions = regions(store, options.label_style)?;
+    let gathering = rows::Gathering {
+        store,
+        grouping: &options.grouping,
+        partition: options.partition,
+        rows_in_memory: options.rows_in_memory,
+        spill_dir: context.cache.dir().join(SPILL_DIR),
+        stop: context.stop,
+    };
     for range in ranges {
         state.writing = Some(range);
         state.meaning = meaning(options);
@@ -220,38 +222,32 @@ fn export(context: &Context<'_>, options: &ExportOptions) -> anyhow::Result<Expo
         store.set_stage_state(&key, &serde_json::to_string(&state)?)?;
         report.removed += clear(destination, range)?;
         report.batches = Some((report.batches.map_or(range.0, |(from, _)| from), range.1));
-        let mut part = 0u32;
+        // the parts of one partition: 0, 1, ...
+        let mut part = (i64::MIN, 0u32);
         let gathered = rows::gather(
-            store,
+            &gathering,
             (BatchNumber(range.0), BatchNumber(range.1)),
-            &options.grouping,
-            options.partition,
-            options.rows_in_memory,
-            context.stop,
-            |held: Held<'_>| {
-                for (start, rows) in &held.partitions {
-                    let mut data = Vec::new();
-                    columns::write(
-                        rows,
-                        held.places,
-                        &regions,
-                        options.with_requester,
-                        &mut data,
-                    )?;
-                    report.bytes += data.len() as u64;
-                    report.files += 1;
-                    let relative = format!(
-                        "{}/{}",
-                        options.partition.folder(*start),
-                        destination::file_name(range, part)
-                    );
-                    destination.put(&relative, data)?;
-                    pause_for_test();
-                }
-                part += 1;
+            |start, rows, places| {
+                part = if part.0 == start {
+                    (start, part.1 + 1)
+                } else {
+                    (start, 0)
+                };
+                let mut data = Vec::new();
+                columns::write(rows, places, &regions, options.with_requester, &mut data)?;
+                report.bytes += data.len() as u64;
+                report.files += 1;
+                let relative = format!(
+                    "{}/{}",
+                    options.partition.folder(start),
+                    destination::file_name(range, part.1)
+                );
+                destination.put(&relative, data)?;
+                pause_for_test();
                 Ok(())
             },
         )?;
+        report.spilled += gathered.spilled;
         report.rows += gathered.rows;
         if gathered.stopped {
             report.stopped = true;
@@ -262,6 +258,42 @@ fn export(context: &Context<'_>, options: &ExportOptions) -> anyhow::Result<Expo
         store.set_stage_state(&key, &serde_json::to_string(&state)?)?;
     }
     Ok(report)
+}
+
+/// The state an export goes on from: the saved one, or a fresh one (everything written again)
+/// with `--full`, on a first export, or when none of the files exported before is there any more
+/// (a new directory, an emptied bucket). Other partitioning or columns than those of the files
+/// there are refused.
+fn continued(
+    store: &Store,
+    saved: Option<ExportState>,
+    options: &ExportOptions,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<ExportState> {
+    let destination = &options.destination;
+    let Some(state) = saved.filter(|_| !options.full) else {
+        return Ok(ExportState::default());
+    };
+    if destination.own_files()?.0.is_empty() {
+        if state.done > 0 {
+            warnings.push(format!(
+                "export: {} holds none of the files exported before: writing everything",
+                destination.url()
+            ));
+        }
+        return Ok(ExportState::default());
+    }
+    if state.layout != layout(options) {
+        return Err(crate::exit::UsageError(format!(
+            "{} holds an export written with other options ({}; now {}): give the same options, or --full to write everything again",
+            destination.url(),
+            state.layout,
+            layout(options)
+        ))
+        .into());
+    }
+    warnings.extend(disagreements(store, &state, options)?);
+    Ok(state)
 }
 
 /// Removes what stands in the way of writing `range`: the temporary files a kill left, the

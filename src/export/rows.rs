@@ -1,5 +1,7 @@
-//! The rows of an export, gathered from the bins of a range of batches and held by partition
-//! (a day or a month), at most a given number at a time.
+//! The rows of an export, gathered from the bins of a range of batches by partition (a day or a
+//! month): at most a given number held in memory, the rest in spill files in the cache, so that
+//! memory stays bounded and a partition gets one file per range unless it alone holds more rows
+//! than memory may (then one file per that many rows).
 //!
 //! A request of a key the dataset map shares between datasets is one row per dataset (each
 //! counts it); `in_archive` marks the one the archive-wide figures count, as in the summaries.
@@ -95,59 +97,133 @@ impl Rows {
     }
 }
 
-/// What is handed to the writer each time the rows held reach the limit, and at the end: the
-/// rows by partition start, and every place seen so far.
-pub(crate) struct Held<'a> {
-    /// Rows by the first day of their partition.
-    pub partitions: BTreeMap<i64, Rows>,
-    /// The places the rows point into.
-    pub places: &'a [RowPlace],
-}
-
 /// How the gathering ended.
 #[derive(Debug, Default)]
 pub(crate) struct Gathered {
     /// Rows handed to the writer.
     pub rows: u64,
-    /// Requests read (before the exclusions and the datasets not picked).
-    pub requests: u64,
+    /// Rows that went through the spill files (more than `rows_in_memory` were held).
+    pub spilled: u64,
     /// A stop was asked: the range is not complete.
     pub stopped: bool,
 }
 
-/// Reads the bins of `batches` and hands their rows to `write`, by partition, whenever
-/// `rows_in_memory` are held and once at the end (nothing more is handed after a stop).
-pub(crate) fn gather(
-    store: &Store,
-    batches: (BatchNumber, BatchNumber),
-    grouping: &Grouping,
-    partition: Partition,
-    rows_in_memory: usize,
-    stop: &StopFlag,
-    mut write: impl FnMut(Held<'_>) -> anyhow::Result<()>,
-) -> anyhow::Result<Gathered> {
-    let excluded: HashSet<u64> = grouping
-        .excluded
-        .resolve(store)?
-        .into_iter()
-        .map(|id| id.0)
-        .collect();
-    let mut places: Vec<RowPlace> = Vec::new();
-    let mut place_index: HashMap<RowPlace, u32> = HashMap::new();
-    let mut partitions: BTreeMap<i64, Rows> = BTreeMap::new();
-    let mut held = 0usize;
-    let mut gathered = Gathered::default();
-    let mut current_key: Vec<u8> = Vec::new();
-    let mut current_places: Vec<u32> = Vec::new();
-    let mut requests: Vec<BinRequest> = Vec::new();
-    let outcome = store.visit_bins_of_batches(batches, |key, data| {
-        if stop.is_raised() {
-            return Err(Stopped.into());
+/// Bytes of one row in a spill file: time, place, requester, bytes sent, status.
+const SPILLED_ROW: usize = 8 + 4 + 8 + 8 + 2;
+
+/// Rows held beyond memory, one file per partition in a private folder of the cache, removed
+/// when dropped.
+struct Spill {
+    dir: std::path::PathBuf,
+}
+
+impl Spill {
+    fn file(&self, start: i64) -> std::path::PathBuf {
+        self.dir.join(format!("{start}.rows"))
+    }
+
+    /// Appends every partition's rows to its file.
+    fn append(&self, partitions: &BTreeMap<i64, Rows>) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        for (start, rows) in partitions {
+            let mut out = Vec::with_capacity(rows.len() * SPILLED_ROW);
+            for i in 0..rows.len() {
+                out.extend_from_slice(&rows.time[i].to_le_bytes());
+                out.extend_from_slice(&rows.place[i].to_le_bytes());
+                out.extend_from_slice(&rows.requester[i].to_le_bytes());
+                out.extend_from_slice(&rows.bytes_sent[i].to_le_bytes());
+                out.extend_from_slice(&rows.status[i].to_le_bytes());
+            }
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.file(*start))?;
+            std::io::Write::write_all(&mut file, &out)?;
         }
-        if key != current_key.as_slice() {
-            key.clone_into(&mut current_key);
+        Ok(())
+    }
+
+    /// Hands a partition's spilled rows, then those still `held`, to `part` in parts of at most
+    /// `size` rows; removes its file.
+    fn drain(
+        &self,
+        start: i64,
+        held: Option<Rows>,
+        size: usize,
+        mut part: impl FnMut(Rows) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let path = self.file(start);
+        let file = std::fs::File::open(&path)?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+        let mut rows = Rows::default();
+        let mut row = [0u8; SPILLED_ROW];
+        loop {
+            match std::io::Read::read_exact(&mut reader, &mut row) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(error) => return Err(error.into()),
+            }
+            let field = |from: usize, to: usize| -> [u8; 8] {
+                let mut bytes = [0u8; 8];
+                bytes[..to - from].copy_from_slice(&row[from..to]);
+                bytes
+            };
+            rows.time.push(i64::from_le_bytes(field(0, 8)));
+            rows.place.push(u64::from_le_bytes(field(8, 12)) as u32);
+            rows.requester.push(u64::from_le_bytes(field(12, 20)));
+            rows.bytes_sent.push(u64::from_le_bytes(field(20, 28)));
+            rows.status.push(u64::from_le_bytes(field(28, 30)) as u16);
+            if rows.len() == size {
+                part(std::mem::take(&mut rows))?;
+            }
+        }
+        if let Some(held) = held {
+            for i in 0..held.len() {
+                rows.time.push(held.time[i]);
+                rows.place.push(held.place[i]);
+                rows.requester.push(held.requester[i]);
+                rows.bytes_sent.push(held.bytes_sent[i]);
+                rows.status.push(held.status[i]);
+                if rows.len() == size {
+                    part(std::mem::take(&mut rows))?;
+                }
+            }
+        }
+        if rows.len() > 0 {
+            part(rows)?;
+        }
+        std::fs::remove_file(&path)?;
+        Ok(())
+    }
+}
+
+impl Drop for Spill {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The places of the rows: each distinct one numbered once.
+#[derive(Default)]
+struct Places {
+    /// By number.
+    list: Vec<RowPlace>,
+    /// The number of each.
+    index: HashMap<RowPlace, u32>,
+    /// The key whose places are `current`.
+    current_key: Vec<u8>,
+    /// The numbers of the places of `current_key`.
+    current: Vec<u32>,
+}
+
+impl Places {
+    /// The numbers of the places where `key`'s requests count (consecutive bins of one key are
+    /// located once).
+    fn of_key(&mut self, key: &[u8], grouping: &Grouping) -> &[u32] {
+        if key != self.current_key.as_slice() {
+            key.clone_into(&mut self.current_key);
             let object_key = String::from_utf8_lossy(key).into_owned();
-            current_places.clear();
+            self.current.clear();
             for found in grouping.locate(key) {
                 let place = RowPlace {
                     dataset: found.dataset,
@@ -155,36 +231,92 @@ pub(crate) fn gather(
                     object_key: object_key.clone(),
                     in_archive: found.in_archive,
                 };
-                let next = u32::try_from(places.len()).expect("fewer than 4 billion places");
-                let index = *place_index.entry(place.clone()).or_insert_with(|| {
-                    places.push(place);
+                let next = u32::try_from(self.list.len()).expect("fewer than 4 billion places");
+                let list = &mut self.list;
+                let number = *self.index.entry(place.clone()).or_insert_with(|| {
+                    list.push(place);
                     next
                 });
-                current_places.push(index);
+                self.current.push(number);
             }
         }
+        &self.current
+    }
+}
+
+/// What the rows are gathered from and how.
+pub(crate) struct Gathering<'a> {
+    /// The store.
+    pub store: &'a Store,
+    /// Which keys count where, whose requests are left out.
+    pub grouping: &'a Grouping,
+    /// By day or by month.
+    pub partition: Partition,
+    /// Rows held in memory at most; the rest wait in spill files under `spill_dir`.
+    pub rows_in_memory: usize,
+    /// A private folder for the spill files (emptied first).
+    pub spill_dir: std::path::PathBuf,
+    /// Raised when the export should end.
+    pub stop: &'a StopFlag,
+}
+
+/// Reads the bins of `batches`, then hands each partition's rows to `write` (partition start,
+/// rows, places), in order of partitions; a partition that had to be spilled comes in parts of
+/// at most `rows_in_memory` rows. Nothing is handed after a stop.
+pub(crate) fn gather(
+    gathering: &Gathering<'_>,
+    batches: (BatchNumber, BatchNumber),
+    mut write: impl FnMut(i64, &Rows, &[RowPlace]) -> anyhow::Result<()>,
+) -> anyhow::Result<Gathered> {
+    let Gathering {
+        store,
+        grouping,
+        partition,
+        rows_in_memory,
+        stop,
+        ..
+    } = *gathering;
+    let excluded: HashSet<u64> = grouping
+        .excluded
+        .resolve(store)?
+        .into_iter()
+        .map(|id| id.0)
+        .collect();
+    let _ = std::fs::remove_dir_all(&gathering.spill_dir);
+    let spill = Spill {
+        dir: gathering.spill_dir.clone(),
+    };
+    let mut places = Places::default();
+    let mut partitions: BTreeMap<i64, Rows> = BTreeMap::new();
+    let mut spilled: HashSet<i64> = HashSet::new();
+    let mut held = 0usize;
+    let mut gathered = Gathered::default();
+    let mut requests: Vec<BinRequest> = Vec::new();
+    let outcome = store.visit_bins_of_batches(batches, |key, data| {
+        if stop.is_raised() {
+            return Err(Stopped.into());
+        }
+        let current_places = places.of_key(key, grouping);
         requests.clear();
         bins::decode_into(data, &mut requests)
             .map_err(|error| anyhow::anyhow!("object {}: {error}", String::from_utf8_lossy(key)))?;
-        gathered.requests += requests.len() as u64;
         for request in &requests {
             if excluded.contains(&request.requester) {
                 continue;
             }
             let start = partition.of(request.time.div_euclid(86_400));
             let rows = partitions.entry(start).or_default();
-            for &place in &current_places {
+            for &place in current_places {
                 rows.push(request, place);
                 held += 1;
             }
         }
         if held >= rows_in_memory {
-            gathered.rows += held as u64;
+            spill.append(&partitions)?;
+            spilled.extend(partitions.keys());
+            gathered.spilled += held as u64;
             held = 0;
-            write(Held {
-                partitions: std::mem::take(&mut partitions),
-                places: &places,
-            })?;
+            partitions.clear();
         }
         Ok(())
     });
@@ -196,12 +328,26 @@ pub(crate) fn gather(
         }
         Err(error) => return Err(error),
     }
-    if held > 0 {
-        gathered.rows += held as u64;
-        write(Held {
-            partitions,
-            places: &places,
-        })?;
+    let mut starts: Vec<i64> = partitions.keys().chain(&spilled).copied().collect();
+    starts.sort_unstable();
+    starts.dedup();
+    for start in starts {
+        if stop.is_raised() {
+            gathered.stopped = true;
+            return Ok(gathered);
+        }
+        // a partition held in memory only is one part; one that was spilled too comes in parts
+        // of at most the rows held in memory (its spilled rows, then those still held)
+        let mut part = |rows: Rows| -> anyhow::Result<()> {
+            gathered.rows += rows.len() as u64;
+            write(start, &rows, &places.list)
+        };
+        let held = partitions.remove(&start);
+        if spilled.contains(&start) {
+            spill.drain(start, held, rows_in_memory, &mut part)?;
+        } else if let Some(held) = held {
+            part(held)?;
+        }
     }
     Ok(gathered)
 }

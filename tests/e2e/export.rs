@@ -303,6 +303,11 @@ fn incremental_exports_add_files_never_rewrite_and_equal_a_full_one() {
         tree(&dest).keys().collect::<Vec<_>>(),
         tree(&full).keys().collect::<Vec<_>>()
     );
+    // a destination emptied by hand is written whole again, not left empty
+    std::fs::remove_dir_all(&dest).unwrap();
+    let said = run(&env, &["export", "parquet", dest_text], 0);
+    assert!(said.contains("holds none of the files exported before"), "{said}");
+    assert_eq!(all_rows(&dest), rows);
 }
 
 #[test]
