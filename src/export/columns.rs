@@ -1,6 +1,11 @@
 //! One partition's rows as a Parquet file: the schema, the writer's settings (dictionary encoding
-//! for repeated strings, delta encoding for the sorted times, zstd, page statistics), and the
-//! columns built from the rows sorted by time.
+//! for repeated strings, delta encoding for the times, zstd, page statistics), and the columns
+//! built from the rows sorted by key, then time (each key's rows together: its dictionary index
+//! repeats, and the times rise within it).
+//!
+//! Written through Arrow arrays: the strings go in as dictionary arrays, so the writer hashes each
+//! distinct string once, not once a row (the `parquet` crate's column writers alone build in half
+//! the time but write 1.6 times slower).
 
 use std::sync::Arc;
 
@@ -17,11 +22,12 @@ use parquet::schema::types::ColumnPath;
 
 use super::rows::{RowPlace, Rows};
 
-/// Rows per row group: far above what one file holds in practice (a file holds at most the rows
-/// kept in memory), about 128 MB at the few bytes a row takes.
+/// Rows per row group: above what one file holds (at most `--rows-in-memory`), so a file is one
+/// row group; about 128 MB at the few bytes a row takes.
 const ROW_GROUP_ROWS: usize = 32 * 1024 * 1024;
 
-/// The zstd level: higher levels shrink the dictionaries of keys a little, for time.
+/// The zstd level: higher levels barely shrink the files (what is left is mostly the entropy of
+/// the object keys) and cost time.
 const ZSTD_LEVEL: i32 = 1;
 
 /// Largest dictionary page of a column chunk.
@@ -75,7 +81,7 @@ fn properties() -> parquet::errors::Result<WriterProperties> {
         // the distinct keys and assets of a day (tens of MB for the largest archives) stay one
         // dictionary instead of falling back to plain strings
         .set_dictionary_page_size_limit(DICTIONARY_BYTES)
-        // sorted times: deltas of a few bits each
+        // times rising within each key: small deltas
         .set_column_dictionary_enabled(time.clone(), false)
         .set_column_encoding(time, Encoding::DELTA_BINARY_PACKED)
         .set_created_by(format!("s3tally {}", env!("CARGO_PKG_VERSION")))
@@ -90,7 +96,7 @@ fn dictionary(keys: Vec<i32>, values: Vec<&str>) -> anyhow::Result<ArrayRef> {
     )?))
 }
 
-/// Writes `rows` (sorted by time first) as one Parquet file to `out`.
+/// Writes `rows` (sorted by key, then time, first) as one Parquet file to `out`.
 pub(crate) fn write(
     rows: &Rows,
     places: &[RowPlace],

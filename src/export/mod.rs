@@ -15,6 +15,8 @@ pub(crate) mod columns;
 pub(crate) mod destination;
 pub(crate) mod rows;
 
+use rayon::prelude::*;
+
 use crate::labels::{LabelStyle, RegionLabel};
 use crate::stage::{self, Context, Outcome};
 use crate::store::{BatchNumber, LabelRound, Store};
@@ -60,6 +62,7 @@ fn meaning(options: &ExportOptions) -> String {
 
 /// What the store keeps of an export, under `export <destination>`.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 struct ExportState {
     /// The last batch whose rows are all there.
     done: i64,
@@ -71,6 +74,8 @@ struct ExportState {
     meaning: String,
     /// The labelling round the rows' regions are from.
     labels: i64,
+    /// The highest requester number there was then (those above came later).
+    requesters: u64,
 }
 
 /// The cache's folder for rows waiting to be written (see [`rows`]).
@@ -219,6 +224,7 @@ fn export(context: &Context<'_>, options: &ExportOptions) -> anyhow::Result<Expo
         state.writing = Some(range);
         state.meaning = meaning(options);
         state.labels = label_round.0;
+        state.requesters = regions.of_requester.keys().max().copied().unwrap_or(0);
         store.set_stage_state(&key, &serde_json::to_string(&state)?)?;
         report.removed += clear(destination, range)?;
         report.batches = Some((report.batches.map_or(range.0, |(from, _)| from), range.1));
@@ -227,23 +233,33 @@ fn export(context: &Context<'_>, options: &ExportOptions) -> anyhow::Result<Expo
         let gathered = rows::gather(
             &gathering,
             (BatchNumber(range.0), BatchNumber(range.1)),
-            |start, rows, places| {
-                part = if part.0 == start {
-                    (start, part.1 + 1)
-                } else {
-                    (start, 0)
-                };
-                let mut data = Vec::new();
-                columns::write(rows, places, &regions, options.with_requester, &mut data)?;
-                report.bytes += data.len() as u64;
-                report.files += 1;
-                let relative = format!(
-                    "{}/{}",
-                    options.partition.folder(start),
-                    destination::file_name(range, part.1)
-                );
-                destination.put(&relative, data)?;
-                pause_for_test();
+            |parts, places| {
+                // encoded in parallel, written in order
+                let encoded: Vec<anyhow::Result<Vec<u8>>> = parts
+                    .par_iter()
+                    .map(|(_, rows)| {
+                        let mut data = Vec::new();
+                        columns::write(rows, places, &regions, options.with_requester, &mut data)?;
+                        Ok(data)
+                    })
+                    .collect();
+                for ((start, _), data) in parts.iter().zip(encoded) {
+                    let data = data?;
+                    part = if part.0 == *start {
+                        (*start, part.1 + 1)
+                    } else {
+                        (*start, 0)
+                    };
+                    report.bytes += data.len() as u64;
+                    report.files += 1;
+                    let relative = format!(
+                        "{}/{}",
+                        options.partition.folder(*start),
+                        destination::file_name(range, part.1)
+                    );
+                    destination.put(&relative, data)?;
+                    pause_for_test();
+                }
                 Ok(())
             },
         )?;
@@ -329,11 +345,15 @@ fn disagreements(
             "warning: export: the rows already exported were written with other dataset, exclusion or label options; new rows follow the new ones (--full writes everything again)".to_owned(),
         );
     }
-    let relabelled = store.requesters_labelled_since(LabelRound(state.labels))?;
-    if !relabelled.is_empty() {
+    // those that were there at the last export (new ones have no row there yet)
+    let relabelled = store
+        .requesters_labelled_since(LabelRound(state.labels))?
+        .into_iter()
+        .filter(|id| id.0 <= state.requesters)
+        .count();
+    if relabelled > 0 {
         warnings.push(format!(
-            "warning: export: {} requesters got a region since the last export; their rows exported before keep the region they had then (--full writes everything again)",
-            relabelled.len()
+            "warning: export: {relabelled} requesters got a region since the last export; their rows exported before keep the region they had then (--full writes everything again)"
         ));
     }
     Ok(warnings)

@@ -260,13 +260,14 @@ pub(crate) struct Gathering<'a> {
     pub stop: &'a StopFlag,
 }
 
-/// Reads the bins of `batches`, then hands each partition's rows to `write` (partition start,
-/// rows, places), in order of partitions; a partition that had to be spilled comes in parts of
-/// at most `rows_in_memory` rows. Nothing is handed after a stop.
+/// Reads the bins of `batches`, then hands each partition's rows to `write` (partition start and
+/// rows, with the places they point to), in order of partitions, several at once while they fit
+/// in `rows_in_memory`; a partition that had to be spilled comes in parts of at most that many
+/// rows. Nothing is handed after a stop.
 pub(crate) fn gather(
     gathering: &Gathering<'_>,
     batches: (BatchNumber, BatchNumber),
-    mut write: impl FnMut(i64, &Rows, &[RowPlace]) -> anyhow::Result<()>,
+    mut write: impl FnMut(&[(i64, Rows)], &[RowPlace]) -> anyhow::Result<()>,
 ) -> anyhow::Result<Gathered> {
     let Gathering {
         store,
@@ -331,6 +332,16 @@ pub(crate) fn gather(
     let mut starts: Vec<i64> = partitions.keys().chain(&spilled).copied().collect();
     starts.sort_unstable();
     starts.dedup();
+    // parts are handed together while they fit in memory (the writer encodes them in parallel)
+    let mut ready: Vec<(i64, Rows)> = Vec::new();
+    let mut ready_rows = 0usize;
+    let mut hand = |ready: &mut Vec<(i64, Rows)>, ready_rows: &mut usize| {
+        gathered.rows += *ready_rows as u64;
+        *ready_rows = 0;
+        let result = write(ready, &places.list);
+        ready.clear();
+        result
+    };
     for start in starts {
         if stop.is_raised() {
             gathered.stopped = true;
@@ -339,8 +350,12 @@ pub(crate) fn gather(
         // a partition held in memory only is one part; one that was spilled too comes in parts
         // of at most the rows held in memory (its spilled rows, then those still held)
         let mut part = |rows: Rows| -> anyhow::Result<()> {
-            gathered.rows += rows.len() as u64;
-            write(start, &rows, &places.list)
+            if ready_rows + rows.len() > rows_in_memory && !ready.is_empty() {
+                hand(&mut ready, &mut ready_rows)?;
+            }
+            ready_rows += rows.len();
+            ready.push((start, rows));
+            Ok(())
         };
         let held = partitions.remove(&start);
         if spilled.contains(&start) {
@@ -348,6 +363,9 @@ pub(crate) fn gather(
         } else if let Some(held) = held {
             part(held)?;
         }
+    }
+    if !ready.is_empty() && !stop.is_raised() {
+        hand(&mut ready, &mut ready_rows)?;
     }
     Ok(gathered)
 }

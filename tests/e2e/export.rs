@@ -247,6 +247,20 @@ fn split_logs(env: &Env) -> (PathBuf, PathBuf) {
     (first, later)
 }
 
+/// The distinct requesters of some rows (as `DuckDB` prints them: the 8th column).
+fn requesters_of(rows: &[String]) -> std::collections::BTreeSet<String> {
+    rows.iter()
+        .map(|row| row.split('\t').nth(7).unwrap().to_owned())
+        .collect()
+}
+
+/// A row without its region (the 9th column).
+fn without_region(row: &str) -> String {
+    let mut fields: Vec<&str> = row.split('\t').collect();
+    fields[8] = "";
+    fields.join("\t")
+}
+
 #[test]
 fn incremental_exports_add_files_never_rewrite_and_equal_a_full_one() {
     let env = Env::new();
@@ -254,8 +268,15 @@ fn incremental_exports_add_files_never_rewrite_and_equal_a_full_one() {
     run(&env, &["extract", first.to_str().unwrap()], 0);
     let dest = env.dir.path().join("export");
     let dest_text = dest.to_str().unwrap();
+    // exported before any region is known: every row says `missing`
     run(&env, &["export", "parquet", dest_text], 0);
     let before = tree(&dest);
+    let first_rows = all_rows(&dest);
+    assert!(
+        first_rows
+            .iter()
+            .all(|row| row.split('\t').nth(8) == Some("missing"))
+    );
     let said = run(&env, &["export", "parquet", dest_text], 0);
     assert!(
         said.contains("nothing extracted since the last export"),
@@ -264,7 +285,24 @@ fn incremental_exports_add_files_never_rewrite_and_equal_a_full_one() {
     assert_eq!(tree(&dest), before);
 
     run(&env, &["extract", later.to_str().unwrap()], 0);
-    run(&env, &["export", "parquet", dest_text], 0);
+    let ranges = fixture("ranges");
+    run(
+        &env,
+        &[
+            "update",
+            "regions",
+            "--ranges-dir",
+            ranges.to_str().unwrap(),
+        ],
+        0,
+    );
+    // the requesters of the rows already exported got a region (the later ones do not count)
+    let said = run(&env, &["export", "parquet", dest_text], 0);
+    let expected = format!(
+        "{} requesters got a region since the last export",
+        requesters_of(&first_rows).len()
+    );
+    assert!(said.contains(&expected), "{expected}\n{said}");
     let after = tree(&dest);
     // every earlier file is still there, byte for byte; days that got late logs got a file more
     for (name, bytes) in &before {
@@ -287,26 +325,38 @@ fn incremental_exports_add_files_never_rewrite_and_equal_a_full_one() {
         "{days_before:?} {days_after:?}"
     );
 
-    // the same rows as one full export, and as the store holds
+    // the same rows as one full export but for the regions of the first rows, and as many as
+    // the store holds
     let full = env.dir.path().join("full");
     run(&env, &["export", "parquet", full.to_str().unwrap()], 0);
-    let rows = all_rows(&dest);
-    assert_eq!(rows, all_rows(&full));
+    let rows = all_rows(&full);
+    let strip = |rows: &[String]| {
+        let mut stripped: Vec<String> = rows.iter().map(|row| without_region(row)).collect();
+        stripped.sort();
+        stripped
+    };
+    assert_eq!(strip(&all_rows(&dest)), strip(&rows));
+    assert_ne!(all_rows(&dest), rows);
     assert_eq!(
         rows.len(),
         env.dump().lines().count() - 1,
         "the dump's header aside"
     );
-    // --full rewrites: one file per day again
-    run(&env, &["export", "parquet", dest_text, "--full"], 0);
+    // --full rewrites with today's regions: one file per day again, the same rows
+    let said = run(&env, &["export", "parquet", dest_text, "--full"], 0);
+    assert!(!said.contains("warning"), "{said}");
     assert_eq!(
         tree(&dest).keys().collect::<Vec<_>>(),
         tree(&full).keys().collect::<Vec<_>>()
     );
+    assert_eq!(all_rows(&dest), rows);
     // a destination emptied by hand is written whole again, not left empty
     std::fs::remove_dir_all(&dest).unwrap();
     let said = run(&env, &["export", "parquet", dest_text], 0);
-    assert!(said.contains("holds none of the files exported before"), "{said}");
+    assert!(
+        said.contains("holds none of the files exported before"),
+        "{said}"
+    );
     assert_eq!(all_rows(&dest), rows);
 }
 
