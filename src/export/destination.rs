@@ -126,6 +126,24 @@ impl Destination {
         }
     }
 
+    /// The small file at `relative` (`None` when there is none).
+    pub(crate) fn read(&self, relative: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        match self {
+            Destination::Local(dir) => match std::fs::read(dir.join(relative)) {
+                Ok(data) => Ok(Some(data)),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(error) => Err(anyhow::anyhow!("{}: {error}", dir.join(relative).display())),
+            },
+            Destination::S3 { bucket, location } => {
+                match bucket.get_small(&format!("{}{relative}", location.prefix), 1 << 20) {
+                    Ok(data) => Ok(Some(data)),
+                    Err(crate::s3::S3Error::NotFound { .. }) => Ok(None),
+                    Err(error) => Err(error.into()),
+                }
+            }
+        }
+    }
+
     /// Removes the file at `relative`, and locally the partition folders it leaves empty.
     pub(crate) fn remove(&self, relative: &str) -> anyhow::Result<()> {
         match self {

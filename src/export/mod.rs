@@ -78,6 +78,10 @@ struct ExportState {
     requesters: u64,
 }
 
+/// The file in the destination that names the cache whose export it holds (engines skip names
+/// starting with `_`; no `*.parquet` glob matches it).
+const OWNER_FILE: &str = "_s3tally_export.json";
+
 /// The cache's folder for rows waiting to be written (see [`rows`]).
 const SPILL_DIR: &str = "export-spill";
 
@@ -197,6 +201,7 @@ fn export(context: &Context<'_>, options: &ExportOptions) -> anyhow::Result<Expo
         ..ExportReport::default()
     };
     let (last_batch, label_round) = store.data_version()?;
+    claim(store, destination)?;
     let mut state = continued(store, saved, options, &mut report.warnings)?;
     state.layout = layout(options);
     // an unfinished range is written again first, exactly (same files), then what is new
@@ -274,6 +279,30 @@ fn export(context: &Context<'_>, options: &ExportOptions) -> anyhow::Result<Expo
         store.set_stage_state(&key, &serde_json::to_string(&state)?)?;
     }
     Ok(report)
+}
+
+/// Makes sure the destination holds this cache's export, or none yet (then marks it as this
+/// cache's): the export of another cache there would be removed by a first export.
+fn claim(store: &Store, destination: &Destination) -> anyhow::Result<()> {
+    let ours =
+        serde_json::json!({ "cache": store.store_id()?, "written_by": "s3tally export parquet" });
+    match destination.read(OWNER_FILE)? {
+        None => destination.put(
+            OWNER_FILE,
+            (serde_json::to_string_pretty(&ours)? + "\n").into_bytes(),
+        ),
+        Some(data) => {
+            let theirs: serde_json::Value = serde_json::from_slice(&data).unwrap_or_default();
+            if theirs["cache"] == ours["cache"] {
+                return Ok(());
+            }
+            Err(crate::exit::UsageError(format!(
+                "{} holds the export of another s3tally cache (its {OWNER_FILE} names another): export each cache to its own destination, or remove that export first",
+                destination.url()
+            ))
+            .into())
+        }
+    }
 }
 
 /// The state an export goes on from: the saved one, or a fresh one (everything written again)

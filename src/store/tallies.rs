@@ -14,6 +14,17 @@ impl Store {
         self.set_meta(&format!("state:{key}"), value)
     }
 
+    /// A random id of this store, made on first use, kept when extraction is reset: tells its
+    /// exports from another cache's.
+    pub(crate) fn store_id(&self) -> Result<String, StoreError> {
+        if let Some(id) = self.meta("store_id")? {
+            return Ok(id);
+        }
+        let id = hex::encode(rand::random::<[u8; 16]>());
+        self.set_meta("store_id", &id)?;
+        Ok(id)
+    }
+
     /// What the summaries depend on: the last extraction batch committed and the last labelling
     /// round.
     pub(crate) fn data_version(&self) -> Result<(BatchNumber, LabelRound), StoreError> {

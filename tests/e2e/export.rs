@@ -174,7 +174,10 @@ fn duckdb_over_the_export_reproduces_the_exact_summaries() {
         assert!(!all_rows.contains(address), "{address}");
     }
     for (name, bytes) in tree(&dest) {
-        assert!(name.ends_with(".parquet"), "{name}");
+        assert!(
+            name.ends_with(".parquet") || name == "_s3tally_export.json",
+            "{name}"
+        );
         assert!(
             !bytes
                 .windows(8)
@@ -216,6 +219,14 @@ fn duckdb_counts_a_shared_key_in_each_dataset_and_once_in_the_archive() {
         .filter(|row| row.split('\t').nth(10) == Some("True"))
         .count();
     assert_eq!(video.len(), 2 * in_archive, "{video:#?}");
+}
+
+/// The Parquet files under `dir`: relative path to bytes.
+fn parquet_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    tree(dir)
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(".parquet"))
+        .collect()
 }
 
 /// Every row of an export, sorted, without the file it came from.
@@ -270,7 +281,7 @@ fn incremental_exports_add_files_never_rewrite_and_equal_a_full_one() {
     let dest_text = dest.to_str().unwrap();
     // exported before any region is known: every row says `missing`
     run(&env, &["export", "parquet", dest_text], 0);
-    let before = tree(&dest);
+    let before = parquet_files(&dest);
     let first_rows = all_rows(&dest);
     assert!(
         first_rows
@@ -282,7 +293,7 @@ fn incremental_exports_add_files_never_rewrite_and_equal_a_full_one() {
         said.contains("nothing extracted since the last export"),
         "{said}"
     );
-    assert_eq!(tree(&dest), before);
+    assert_eq!(parquet_files(&dest), before);
 
     run(&env, &["extract", later.to_str().unwrap()], 0);
     let ranges = fixture("ranges");
@@ -303,7 +314,7 @@ fn incremental_exports_add_files_never_rewrite_and_equal_a_full_one() {
         requesters_of(&first_rows).len()
     );
     assert!(said.contains(&expected), "{expected}\n{said}");
-    let after = tree(&dest);
+    let after = parquet_files(&dest);
     // every earlier file is still there, byte for byte; days that got late logs got a file more
     for (name, bytes) in &before {
         assert_eq!(after.get(name), Some(bytes), "{name}");
@@ -346,8 +357,8 @@ fn incremental_exports_add_files_never_rewrite_and_equal_a_full_one() {
     let said = run(&env, &["export", "parquet", dest_text, "--full"], 0);
     assert!(!said.contains("warning"), "{said}");
     assert_eq!(
-        tree(&dest).keys().collect::<Vec<_>>(),
-        tree(&full).keys().collect::<Vec<_>>()
+        parquet_files(&dest).keys().collect::<Vec<_>>(),
+        parquet_files(&full).keys().collect::<Vec<_>>()
     );
     assert_eq!(all_rows(&dest), rows);
     // a destination emptied by hand is written whole again, not left empty
@@ -377,7 +388,6 @@ fn a_killed_or_stopped_export_is_completed_with_nothing_missing_or_doubled() {
     let dest_text = dest.to_str().unwrap();
     // small files, slowly: the export is killed between two of them
     let args = ["export", "parquet", dest_text, "--rows-in-memory", "500"];
-    let parquet_files = |dir: &Path| tree(dir).keys().filter(|n| n.ends_with(".parquet")).count();
     for (how, code) in [(libc::SIGKILL, None), (libc::SIGTERM, Some(3))] {
         if dest.exists() {
             std::fs::remove_dir_all(&dest).unwrap();
@@ -387,7 +397,7 @@ fn a_killed_or_stopped_export_is_completed_with_nothing_missing_or_doubled() {
             &[("S3TALLY_TEST_EXPORT_PAUSE_MS", "100")],
         );
         let start = std::time::Instant::now();
-        while !dest.exists() || parquet_files(&dest) < 3 {
+        while !dest.exists() || parquet_files(&dest).len() < 3 {
             assert!(start.elapsed().as_secs() < 60, "no file written");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
@@ -398,7 +408,7 @@ fn a_killed_or_stopped_export_is_completed_with_nothing_missing_or_doubled() {
         let partial = all_rows(&dest);
         assert!(partial.len() < expected.len());
         // what a kill in the middle of a write leaves
-        let day = tree(&dest)
+        let day = parquet_files(&dest)
             .keys()
             .next()
             .unwrap()
@@ -414,7 +424,11 @@ fn a_killed_or_stopped_export_is_completed_with_nothing_missing_or_doubled() {
         .unwrap();
         run(&env, &args, 0);
         assert_eq!(all_rows(&dest), expected, "after {how}");
-        assert!(tree(&dest).keys().all(|name| name.ends_with(".parquet")));
+        assert!(
+            tree(&dest)
+                .keys()
+                .all(|name| !name.contains(".parquet.tmp"))
+        );
     }
 }
 
@@ -443,6 +457,25 @@ fn other_options_need_full_and_the_requester_column_can_be_left_out() {
             .any(|column| column.starts_with("requester\t"))
     );
     assert!(answers.iter().any(|column| column.starts_with("region\t")));
+    // another cache's first export would remove this one's files: refused, nothing touched
+    let other = Env::new();
+    run(
+        &other,
+        &["extract", fixture("dandi/logs").to_str().unwrap()],
+        0,
+    );
+    let before = parquet_files(&dest);
+    let said = run(&other, &["export", "parquet", dest_text], 2);
+    assert!(said.contains("another s3tally cache"), "{said}");
+    assert_eq!(parquet_files(&dest), before);
+    // a reset of this cache's extraction keeps it the owner
+    run(&env, &["reset", "extraction", "--yes"], 0);
+    run(
+        &env,
+        &["extract", fixture("dandi/logs").to_str().unwrap()],
+        0,
+    );
+    run(&env, &["export", "parquet", dest_text, "--no-requester"], 0);
     // monthly folders
     let monthly = env.dir.path().join("monthly");
     run(
@@ -456,7 +489,7 @@ fn other_options_need_full_and_the_requester_column_can_be_left_out() {
         ],
         0,
     );
-    let folders: Vec<String> = tree(&monthly)
+    let folders: Vec<String> = parquet_files(&monthly)
         .keys()
         .map(|name| name.rsplit_once('/').unwrap().0.to_owned())
         .collect();
@@ -507,7 +540,7 @@ fn the_export_stays_out_of_publications() {
     run(&env, &["export", "parquet", dest.to_str().unwrap()], 0);
     let copied = repo.join("notes/requests.parquet");
     std::fs::create_dir_all(copied.parent().unwrap()).unwrap();
-    let (_, first) = tree(&dest).into_iter().next().unwrap();
+    let (_, first) = parquet_files(&dest).into_iter().next().unwrap();
     std::fs::write(&copied, first).unwrap();
     let said = run(&env, &["publish", repo.to_str().unwrap()], 1);
     assert!(said.contains("Parquet"), "{said}");
@@ -561,20 +594,27 @@ fn an_s3_destination_gets_the_same_files_and_only_new_ones_later() {
             .into_iter()
             .filter_map(|(key, bytes)| {
                 let relative = key.strip_prefix("analytics/s3tally/")?;
-                relative
-                    .ends_with(".parquet")
-                    .then(|| (relative.to_owned(), bytes))
+                (relative != "README.txt").then(|| (relative.to_owned(), bytes))
             })
             .collect()
     };
-    assert_eq!(ours(bucket_objects(&bucket)), tree(&local));
+    let same = |objects: BTreeMap<String, Vec<u8>>| {
+        // compared by name, then byte for byte (a failure does not print megabytes)
+        let (objects, files) = (ours(objects), tree(&local));
+        assert_eq!(
+            objects.keys().collect::<Vec<_>>(),
+            files.keys().collect::<Vec<_>>()
+        );
+        assert!(objects == files, "same names, other bytes");
+    };
+    same(bucket_objects(&bucket));
 
     run(&env, &["extract", later.to_str().unwrap()], 0);
     let before = proxy.requests().len();
     s3::run(&env, &endpoint, &["export", "parquet", &url], 0);
     run(&env, &["export", "parquet", local.to_str().unwrap()], 0);
     let objects = bucket_objects(&bucket);
-    assert_eq!(ours(objects.clone()), tree(&local));
+    same(objects.clone());
     assert!(objects.contains_key("analytics/s3tally/README.txt"));
     // the second run put only files of the new batches, and deleted nothing
     let requests = proxy.requests();
