@@ -1,12 +1,13 @@
-//! `s3tally run`: every stage in order (extract, regions, summaries, totals, coordinates, and
-//! publish when asked), each through the one [`Stage`] contract, with one timestamped line per
-//! stage and a final table.
+//! `s3tally run`: every stage in order (extract, regions, summaries, totals, coordinates, then
+//! publish and the Parquet export when asked), each through the one [`Stage`] contract, with one
+//! timestamped line per stage and a final table.
 //!
 //! A stage that cannot finish by itself (quota, missing key, refused key) is reported and the
 //! later stages still run on what is there; a stage marked [`Stage::ENDS_RUN_WHEN_STOPPED`]
 //! (extraction) ends the run when it stops early, and its error ends the run too. A stop request
 //! (`s3tally stop`, SIGINT, SIGTERM) ends the run after the current stage. Publishing happens only
-//! when no stage failed: only a complete, consistent tree is published.
+//! when no stage failed: only a complete, consistent tree is published. The export (private data,
+//! never published) comes last and does not depend on publishing.
 
 use std::time::Instant;
 
@@ -14,6 +15,7 @@ use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
 use crate::coordinates::{Coordinates, CoordinatesOptions};
+use crate::export::{Export, ExportOptions};
 use crate::extract::{Extract, ExtractOptions};
 use crate::progress::timestamped;
 use crate::publish::{Publish, PublishOptions};
@@ -34,6 +36,8 @@ pub(crate) struct RunOptions {
     pub summaries: SummaryOptions,
     /// Publish into this repository at the end.
     pub publish: Option<PublishOptions>,
+    /// Then export every request as Parquet there.
+    pub export: Option<ExportOptions>,
 }
 
 /// One line of the final report.
@@ -159,7 +163,7 @@ impl RunReport {
 pub(crate) fn run(context: &Context<'_>, options: &RunOptions) -> anyhow::Result<RunReport> {
     let mut report = RunReport::default();
     // coordinates after the summaries: only the regions they publish are placed
-    let go_on = report.step::<Extract>(context, &options.extract)?
+    let mut go_on = report.step::<Extract>(context, &options.extract)?
         && report.step::<Regions>(context, &options.regions)?
         && report.step::<Summaries>(context, &options.summaries)?
         && report.step::<Totals>(context, &options.summaries)?
@@ -171,8 +175,11 @@ pub(crate) fn run(context: &Context<'_>, options: &RunOptions) -> anyhow::Result
                 timestamped("run: publish not started: a stage failed (see above)")
             );
         } else {
-            report.step::<Publish>(context, publish)?;
+            go_on = report.step::<Publish>(context, publish)?;
         }
+    }
+    if go_on && let Some(export) = &options.export {
+        report.step::<Export>(context, export)?;
     }
     Ok(report)
 }

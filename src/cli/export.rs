@@ -1,15 +1,11 @@
 //! `export`: the extracted requests handed to query engines (`export parquet`).
 
-use std::path::Path;
-
 use clap::{Args, Subcommand};
 
 use super::options::{GroupingArgs, S3ConnectionArgs};
 use super::{Place, Writing};
-use crate::exit::UsageError;
-use crate::export::destination::Destination;
 use crate::export::rows::Partition;
-use crate::export::{Export, ExportOptions};
+use crate::export::{DEFAULT_ROWS_IN_MEMORY, Export, ExportOptions};
 use crate::stage::Outcome;
 
 /// `export` subcommands.
@@ -41,7 +37,7 @@ pub enum ExportCommand {
 #[derive(Debug, Args)]
 pub struct ParquetArgs {
     /// A local directory (created private when missing) or s3://BUCKET/PREFIX.
-    #[arg(value_name = "DEST")]
+    #[arg(value_name = "DEST", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub destination: String,
     /// One folder per day (year=/month=/day=) or per month (year=/month=).
     #[arg(long, value_enum, default_value_t = Partition::Day, value_name = "BY")]
@@ -54,7 +50,7 @@ pub struct ParquetArgs {
     pub full: bool,
     /// Rows held in memory (about 30 bytes each); beyond, they wait in spill files in the cache.
     /// A partition of more rows than this is written as several files.
-    #[arg(long, default_value_t = 4_000_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = DEFAULT_ROWS_IN_MEMORY as u64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub rows_in_memory: u64,
     /// Which keys count where, and whose requests are left out (as for the summaries).
     #[command(flatten)]
@@ -68,13 +64,11 @@ pub struct ParquetArgs {
 pub(super) fn export(place: &Place, command: ExportCommand) -> anyhow::Result<Outcome> {
     let ExportCommand::Parquet(args) = command;
     let cache = place.cache()?;
-    if !args.destination.starts_with("s3://") {
-        refuse_git_tree(Path::new(&args.destination))?;
-    }
     let grouping = args.grouping.load(&place.config_dir)?;
     let writing = Writing::open_existing(cache)?;
     let options = ExportOptions {
-        destination: Destination::open(&args.destination, &args.s3.settings(1))?,
+        destination: args.destination,
+        s3: args.s3.settings(1),
         grouping,
         label_style: args.grouping.label_style,
         partition: args.partition,
@@ -83,20 +77,4 @@ pub(super) fn export(place: &Place, command: ExportCommand) -> anyhow::Result<Ou
         rows_in_memory: usize::try_from(args.rows_in_memory).unwrap_or(usize::MAX),
     };
     writing.run_stage::<Export>(&options)
-}
-
-/// Refuses a local destination inside a git working tree: the rows are private, and there they
-/// would be one `git add` from a publication.
-fn refuse_git_tree(destination: &Path) -> Result<(), UsageError> {
-    let absolute = std::path::absolute(destination).unwrap_or_else(|_| destination.to_path_buf());
-    for dir in absolute.ancestors() {
-        if dir.join(".git").exists() {
-            return Err(UsageError(format!(
-                "{} is inside the git working tree {}: the export holds one row per request with a pseudonymous requester and must stay out of any repository; choose a directory outside it",
-                destination.display(),
-                dir.display()
-            )));
-        }
-    }
-    Ok(())
 }

@@ -15,6 +15,8 @@ use super::{Place, Writing, print_out};
 use crate::cache::Cache;
 use crate::config::Settings;
 use crate::coordinates::{Coordinates, Forget};
+use crate::export::rows::Partition;
+use crate::export::{DEFAULT_ROWS_IN_MEMORY, ExportOptions};
 use crate::extract::Extract;
 use crate::interrupt::StopFlag;
 use crate::labels::RegionLabel;
@@ -54,6 +56,11 @@ pub struct RunArgs {
     /// With --publish, publish even summaries written with weaker than default privacy settings.
     #[arg(long, requires = "publish")]
     pub allow_exact: bool,
+    /// At the end, export every request as Parquet to DEST (a local directory or
+    /// s3://BUCKET/PREFIX), with the datasets of the summaries: see `export parquet` (other export
+    /// options there). Private data: never published.
+    #[arg(long, value_name = "DEST", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub export_parquet: Option<String>,
     /// When another s3tally holds the cache, wait for it instead of exiting 1.
     #[arg(long)]
     pub wait: bool,
@@ -231,6 +238,16 @@ pub(super) fn run(place: &Place, args: RunArgs) -> anyhow::Result<Outcome> {
             &args.network,
             &environment,
         ),
+        export: args.export_parquet.map(|destination| ExportOptions {
+            destination,
+            s3: args.extract.s3.connection.settings(1),
+            grouping: summaries.grouping.clone(),
+            label_style: summaries.label_style,
+            partition: Partition::Day,
+            with_requester: true,
+            full: false,
+            rows_in_memory: DEFAULT_ROWS_IN_MEMORY,
+        }),
         publish: args.publish.map(|repo| {
             publish_options(
                 repo,

@@ -2,7 +2,7 @@
 //! end in `.parquet`, then renamed) or `s3://BUCKET/PREFIX` (each file one PUT: an object
 //! appears whole or not at all). Only s3tally's own files are ever listed or removed there.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::s3::{Bucket, S3Location, S3Settings};
 
@@ -42,7 +42,7 @@ impl Destination {
     /// owner, when missing).
     pub(crate) fn open(text: &str, settings: &S3Settings) -> anyhow::Result<Self> {
         if text.starts_with("s3://") {
-            let mut location = S3Location::parse(text).map_err(|error| anyhow::anyhow!(error))?;
+            let mut location = S3Location::parse(text).map_err(crate::exit::UsageError)?;
             if !location.prefix.is_empty() && !location.prefix.ends_with('/') {
                 location.prefix.push('/');
             }
@@ -50,6 +50,7 @@ impl Destination {
             return Ok(Destination::S3 { bucket, location });
         }
         let path = PathBuf::from(text);
+        refuse_git_tree(&path)?;
         if !path.exists() {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()
@@ -168,6 +169,22 @@ impl Destination {
             }
         }
     }
+}
+
+/// Refuses a local destination inside a git working tree: the rows are private, and there they
+/// would be one `git add` from a publication.
+fn refuse_git_tree(destination: &Path) -> Result<(), crate::exit::UsageError> {
+    let absolute = std::path::absolute(destination).unwrap_or_else(|_| destination.to_path_buf());
+    for dir in absolute.ancestors() {
+        if dir.join(".git").exists() {
+            return Err(crate::exit::UsageError(format!(
+                "{} is inside the git working tree {}: the export holds one row per request with a pseudonymous requester and must stay out of any repository; choose a directory outside it",
+                destination.display(),
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
