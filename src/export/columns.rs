@@ -146,7 +146,7 @@ pub(crate) fn write(
         ),
         dictionary(
             place_keys.clone(),
-            used_places.iter().map(|p| p.dataset.as_str()).collect(),
+            used_places.iter().map(|p| &*p.dataset).collect(),
         )?,
         dictionary(
             place_keys.clone(),

@@ -58,7 +58,7 @@ fn date_of(day: i64) -> chrono::NaiveDate {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct RowPlace {
     /// The dataset.
-    pub dataset: String,
+    pub dataset: std::sync::Arc<str>,
     /// The asset path in it, as the summaries write it.
     pub asset: String,
     /// The object key (invalid UTF-8 replaced).
@@ -124,7 +124,12 @@ impl Spill {
 
     /// Appends every partition's rows to its file.
     fn append(&self, partitions: &BTreeMap<i64, Rows>) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        // in the private cache, and private too (requester numbers)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)?;
         for (start, rows) in partitions {
             let mut out = Vec::with_capacity(rows.len() * SPILLED_ROW);
             for i in 0..rows.len() {
@@ -137,6 +142,7 @@ impl Spill {
             let mut file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(self.file(*start))?;
             std::io::Write::write_all(&mut file, &out)?;
         }
@@ -203,13 +209,15 @@ impl Drop for Spill {
     }
 }
 
-/// The places of the rows: each distinct one numbered once.
+/// The places of the rows, numbered. Bins come ordered by key, so a key's places are numbered
+/// once, when its first bin comes; each costs the length of its key and asset (datasets are
+/// shared).
 #[derive(Default)]
 struct Places {
     /// By number.
     list: Vec<RowPlace>,
-    /// The number of each.
-    index: HashMap<RowPlace, u32>,
+    /// Each dataset's name, once.
+    datasets: HashMap<String, std::sync::Arc<str>>,
     /// The key whose places are `current`.
     current_key: Vec<u8>,
     /// The numbers of the places of `current_key`.
@@ -217,27 +225,26 @@ struct Places {
 }
 
 impl Places {
-    /// The numbers of the places where `key`'s requests count (consecutive bins of one key are
-    /// located once).
+    /// The numbers of the places where `key`'s requests count.
     fn of_key(&mut self, key: &[u8], grouping: &Grouping) -> &[u32] {
         if key != self.current_key.as_slice() {
             key.clone_into(&mut self.current_key);
             let object_key = String::from_utf8_lossy(key).into_owned();
             self.current.clear();
             for found in grouping.locate(key) {
-                let place = RowPlace {
-                    dataset: found.dataset,
+                let dataset = self
+                    .datasets
+                    .entry(found.dataset)
+                    .or_insert_with_key(|name| name.as_str().into())
+                    .clone();
+                self.current
+                    .push(u32::try_from(self.list.len()).expect("fewer than 4 billion places"));
+                self.list.push(RowPlace {
+                    dataset,
                     asset: found.asset,
                     object_key: object_key.clone(),
                     in_archive: found.in_archive,
-                };
-                let next = u32::try_from(self.list.len()).expect("fewer than 4 billion places");
-                let list = &mut self.list;
-                let number = *self.index.entry(place.clone()).or_insert_with(|| {
-                    list.push(place);
-                    next
                 });
-                self.current.push(number);
             }
         }
         &self.current
@@ -277,12 +284,7 @@ pub(crate) fn gather(
         stop,
         ..
     } = *gathering;
-    let excluded: HashSet<u64> = grouping
-        .excluded
-        .resolve(store)?
-        .into_iter()
-        .map(|id| id.0)
-        .collect();
+    let excluded = grouping.excluded.resolve_numbers(store)?;
     let _ = std::fs::remove_dir_all(&gathering.spill_dir);
     let spill = Spill {
         dir: gathering.spill_dir.clone(),

@@ -78,6 +78,11 @@ impl ExcludedRequesters {
         store.check_salt(&self.salt.0, &self.salt.1)?;
         Ok(store.requesters_with_indexes(&self.indexes)?)
     }
+
+    /// [`Self::resolve`] as the numbers bins hold.
+    pub(crate) fn resolve_numbers(&self, store: &Store) -> anyhow::Result<HashSet<u64>> {
+        Ok(self.resolve(store)?.into_iter().map(|id| id.0).collect())
+    }
 }
 
 #[cfg(test)]

@@ -319,12 +319,7 @@ pub(crate) fn tally(
         .iter()
         .find(|(label, _)| label.kind() == LabelKind::GitHub)
         .map(|(_, index)| *index);
-    let excluded: HashSet<u64> = grouping
-        .excluded
-        .resolve(store)?
-        .into_iter()
-        .map(|id| id.0)
-        .collect();
+    let excluded = grouping.excluded.resolve_numbers(store)?;
 
     // assets by (dataset, asset path, counted in the archive)
     let mut assets: Vec<Asset> = Vec::new();
