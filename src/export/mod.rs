@@ -25,7 +25,7 @@ use columns::Regions;
 use destination::Destination;
 use rows::Partition;
 
-/// Rows held in memory by default (about 30 bytes each, 600 MB at the peak of an export of 10
+/// Rows held in memory by default (about 30 bytes each; 490 MB at the peak of an export of 10
 /// million requests).
 pub(crate) const DEFAULT_ROWS_IN_MEMORY: usize = 4_000_000;
 

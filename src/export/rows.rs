@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::bins::{self, BinRequest};
 use crate::interrupt::StopFlag;
+use crate::progress::{Amount, Progress};
 use crate::store::{BatchNumber, Store};
 use crate::summaries::grouping::Grouping;
 
@@ -274,8 +275,32 @@ pub(crate) struct Gathering<'a> {
 pub(crate) fn gather(
     gathering: &Gathering<'_>,
     batches: (BatchNumber, BatchNumber),
-    mut write: impl FnMut(&[(i64, Rows)], &[RowPlace]) -> anyhow::Result<()>,
+    write: impl FnMut(&[(i64, Rows)], &[RowPlace]) -> anyhow::Result<()>,
 ) -> anyhow::Result<Gathered> {
+    match read(gathering, batches)? {
+        Some(read) => hand_out(gathering, read, write),
+        None => Ok(Gathered {
+            stopped: true,
+            ..Gathered::default()
+        }),
+    }
+}
+
+/// What reading the bins leaves: the places, the rows still held by partition, the partitions
+/// that have rows in the spill files too.
+struct Read {
+    places: Places,
+    partitions: BTreeMap<i64, Rows>,
+    spill: Spill,
+    spilled: HashSet<i64>,
+    spilled_rows: u64,
+}
+
+/// Reads the bins of `batches` into rows by partition (`None` when stopped).
+fn read(
+    gathering: &Gathering<'_>,
+    batches: (BatchNumber, BatchNumber),
+) -> anyhow::Result<Option<Read>> {
     let Gathering {
         store,
         grouping,
@@ -286,20 +311,22 @@ pub(crate) fn gather(
     } = *gathering;
     let excluded = grouping.excluded.resolve_numbers(store)?;
     let _ = std::fs::remove_dir_all(&gathering.spill_dir);
-    let spill = Spill {
-        dir: gathering.spill_dir.clone(),
+    let mut read = Read {
+        places: Places::default(),
+        partitions: BTreeMap::new(),
+        spill: Spill {
+            dir: gathering.spill_dir.clone(),
+        },
+        spilled: HashSet::new(),
+        spilled_rows: 0,
     };
-    let mut places = Places::default();
-    let mut partitions: BTreeMap<i64, Rows> = BTreeMap::new();
-    let mut spilled: HashSet<i64> = HashSet::new();
     let mut held = 0usize;
-    let mut gathered = Gathered::default();
     let mut requests: Vec<BinRequest> = Vec::new();
     let outcome = store.visit_bins_of_batches(batches, |key, data| {
         if stop.is_raised() {
             return Err(Stopped.into());
         }
-        let current_places = places.of_key(key, grouping);
+        let current_places = read.places.of_key(key, grouping);
         requests.clear();
         bins::decode_into(data, &mut requests)
             .map_err(|error| anyhow::anyhow!("object {}: {error}", String::from_utf8_lossy(key)))?;
@@ -308,39 +335,73 @@ pub(crate) fn gather(
                 continue;
             }
             let start = partition.of(request.time.div_euclid(86_400));
-            let rows = partitions.entry(start).or_default();
+            let rows = read.partitions.entry(start).or_default();
             for &place in current_places {
                 rows.push(request, place);
                 held += 1;
             }
         }
         if held >= rows_in_memory {
-            spill.append(&partitions)?;
-            spilled.extend(partitions.keys());
-            gathered.spilled += held as u64;
+            read.spill.append(&read.partitions)?;
+            read.spilled.extend(read.partitions.keys());
+            read.spilled_rows += held as u64;
             held = 0;
-            partitions.clear();
+            read.partitions.clear();
         }
         Ok(())
     });
     match outcome {
-        Ok(()) => {}
-        Err(error) if error.is::<Stopped>() => {
-            gathered.stopped = true;
-            return Ok(gathered);
-        }
-        Err(error) => return Err(error),
+        Ok(()) => Ok(Some(read)),
+        Err(error) if error.is::<Stopped>() => Ok(None),
+        Err(error) => Err(error),
     }
-    let mut starts: Vec<i64> = partitions.keys().chain(&spilled).copied().collect();
+}
+
+/// Hands the rows read to `write`, partition by partition (see [`gather`]).
+fn hand_out(
+    gathering: &Gathering<'_>,
+    mut read: Read,
+    mut write: impl FnMut(&[(i64, Rows)], &[RowPlace]) -> anyhow::Result<()>,
+) -> anyhow::Result<Gathered> {
+    let (rows_in_memory, stop) = (gathering.rows_in_memory, gathering.stop);
+    let mut gathered = Gathered {
+        spilled: read.spilled_rows,
+        ..Gathered::default()
+    };
+    let mut starts: Vec<i64> = read
+        .partitions
+        .keys()
+        .chain(&read.spilled)
+        .copied()
+        .collect();
     starts.sort_unstable();
     starts.dedup();
+    let held: u64 = read.partitions.values().map(|rows| rows.len() as u64).sum();
+    let mut progress = Progress::counting(
+        "export",
+        "partitions",
+        starts.len() as u64,
+        Amount::Items("rows"),
+        read.spilled_rows + held,
+    );
     // parts are handed together while they fit in memory (the writer encodes them in parallel)
     let mut ready: Vec<(i64, Rows)> = Vec::new();
     let mut ready_rows = 0usize;
+    // partitions come in order: one is counted when its first part is written
+    let mut counted: Option<i64> = None;
+    let places = &read.places.list;
     let mut hand = |ready: &mut Vec<(i64, Rows)>, ready_rows: &mut usize| {
         gathered.rows += *ready_rows as u64;
+        let result = write(ready, places);
+        let mut new = 0;
+        for (start, _) in ready.iter() {
+            if counted < Some(*start) {
+                counted = Some(*start);
+                new += 1;
+            }
+        }
+        progress.advance(new, *ready_rows as u64, "written");
         *ready_rows = 0;
-        let result = write(ready, &places.list);
         ready.clear();
         result
     };
@@ -359,9 +420,9 @@ pub(crate) fn gather(
             ready.push((start, rows));
             Ok(())
         };
-        let held = partitions.remove(&start);
-        if spilled.contains(&start) {
-            spill.drain(start, held, rows_in_memory, &mut part)?;
+        let held = read.partitions.remove(&start);
+        if read.spilled.contains(&start) {
+            read.spill.drain(start, held, rows_in_memory, &mut part)?;
         } else if let Some(held) = held {
             part(held)?;
         }
@@ -369,6 +430,7 @@ pub(crate) fn gather(
     if !ready.is_empty() && !stop.is_raised() {
         hand(&mut ready, &mut ready_rows)?;
     }
+    progress.finish();
     Ok(gathered)
 }
 
