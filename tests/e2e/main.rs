@@ -9,6 +9,7 @@ mod dandi;
 mod dandi_map;
 mod errors;
 mod export;
+mod export_runs;
 mod extract;
 mod geoip;
 mod hostile;

@@ -1,6 +1,7 @@
 //! Helpers for end-to-end tests: run the s3tally binary on a private cache and config directory.
 
 pub(crate) mod mock;
+pub(crate) mod parquet;
 pub(crate) mod s3;
 pub(crate) mod venv;
 
