@@ -327,6 +327,10 @@ fn read(
             return Err(Stopped.into());
         }
         let current_places = read.places.of_key(key, grouping);
+        if current_places.is_empty() {
+            // a dataset not picked
+            return Ok(());
+        }
         requests.clear();
         bins::decode_into(data, &mut requests)
             .map_err(|error| anyhow::anyhow!("object {}: {error}", String::from_utf8_lossy(key)))?;
