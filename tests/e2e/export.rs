@@ -107,6 +107,14 @@ fn duckdb_over_the_export_reproduces_the_exact_summaries() {
     );
     let dest = env.dir.path().join("export");
     check_against_summaries(&env, &dest, &["--label-style", "iso"]);
+    // one dataset picked: its rows only, and the archive of it alone
+    let picked = env.dir.path().join("picked");
+    check_against_summaries(&env, &picked, &["--label-style", "iso", "--pick", "ds1"]);
+    assert!(
+        all_rows(&picked)
+            .iter()
+            .all(|row| row.split('\t').nth(1) == Some("ds1"))
+    );
 
     // the columns and their types, as an engine sees them
     let answers = duckdb(&dest, true);
