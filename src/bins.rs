@@ -93,6 +93,17 @@ pub(crate) fn encode(requests: &mut [BinRequest]) -> Vec<u8> {
     out
 }
 
+/// Decodes a bin of the object `key`, appending its requests to `out`; the error names the
+/// object.
+pub(crate) fn decode_object(
+    key: &[u8],
+    data: &[u8],
+    out: &mut Vec<BinRequest>,
+) -> anyhow::Result<()> {
+    decode_into(data, out)
+        .map_err(|error| anyhow::anyhow!("object {}: {error}", String::from_utf8_lossy(key)))
+}
+
 /// Decodes a bin, appending its requests to `out`.
 pub(crate) fn decode_into(data: &[u8], out: &mut Vec<BinRequest>) -> Result<(), BinError> {
     let mut reader = Reader { data, pos: 0 };

@@ -88,12 +88,31 @@ fn properties() -> parquet::errors::Result<WriterProperties> {
         .build())
 }
 
-/// A dictionary column: each row's index into `values`.
-fn dictionary(keys: Vec<i32>, values: Vec<&str>) -> anyhow::Result<ArrayRef> {
+/// A dictionary column: each row's index into `values` (the keys array is shared, not copied).
+fn dictionary(keys: &Int32Array, values: Vec<&str>) -> anyhow::Result<ArrayRef> {
     Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(
-        Int32Array::from(keys),
+        keys.clone(),
         Arc::new(StringArray::from(values)),
     )?))
+}
+
+/// Numbers the entries of `table` the rows use (`indexes`, one per row) in order of first use:
+/// each row's number, and the entries by number.
+fn number_by_first_use<T>(
+    indexes: impl Iterator<Item = u32>,
+    table: &[T],
+) -> (Int32Array, Vec<&T>) {
+    let mut numbers: rustc_hash::FxHashMap<u32, i32> = rustc_hash::FxHashMap::default();
+    let mut used = Vec::new();
+    let keys: Vec<i32> = indexes
+        .map(|index| {
+            *numbers.entry(index).or_insert_with(|| {
+                used.push(&table[index as usize]);
+                (used.len() - 1) as i32
+            })
+        })
+        .collect();
+    (Int32Array::from(keys), used)
 }
 
 /// Writes `rows` (sorted by key, then time, first) as one Parquet file to `out`.
@@ -110,30 +129,17 @@ pub(crate) fn write(
         (rows.place[i], rows.time[i], rows.requester[i])
     });
     // the places and regions of this file, numbered in order of first use
-    let mut local_place: rustc_hash::FxHashMap<u32, i32> = rustc_hash::FxHashMap::default();
-    let mut used_places: Vec<&RowPlace> = Vec::new();
-    let mut local_region: rustc_hash::FxHashMap<u32, i32> = rustc_hash::FxHashMap::default();
-    let mut used_regions: Vec<&(String, Option<String>)> = Vec::new();
-    let mut place_keys = Vec::with_capacity(order.len());
-    let mut region_keys = Vec::with_capacity(order.len());
-    for &i in &order {
-        let place = rows.place[i as usize];
-        let next = used_places.len() as i32;
-        place_keys.push(*local_place.entry(place).or_insert_with(|| {
-            used_places.push(&places[place as usize]);
-            next
-        }));
-        let region = regions
+    let (place_keys, used_places) =
+        number_by_first_use(order.iter().map(|&i| rows.place[i as usize]), places);
+    let region_of = |i: u32| {
+        regions
             .of_requester
             .get(&rows.requester[i as usize])
             .copied()
-            .unwrap_or(regions.missing);
-        let next = used_regions.len() as i32;
-        region_keys.push(*local_region.entry(region).or_insert_with(|| {
-            used_regions.push(&regions.labels[region as usize]);
-            next
-        }));
-    }
+            .unwrap_or(regions.missing)
+    };
+    let (region_keys, used_regions) =
+        number_by_first_use(order.iter().map(|&i| region_of(i)), &regions.labels);
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(
             TimestampMillisecondArray::from(
@@ -145,15 +151,15 @@ pub(crate) fn write(
             .with_timezone("UTC"),
         ),
         dictionary(
-            place_keys.clone(),
+            &place_keys,
             used_places.iter().map(|p| &*p.dataset).collect(),
         )?,
         dictionary(
-            place_keys.clone(),
+            &place_keys,
             used_places.iter().map(|p| p.asset.as_str()).collect(),
         )?,
         dictionary(
-            place_keys.clone(),
+            &place_keys,
             used_places.iter().map(|p| p.object_key.as_str()).collect(),
         )?,
         Arc::new(Int64Array::from_iter_values(order.iter().map(|&i| {
@@ -175,7 +181,7 @@ pub(crate) fn write(
         )));
     }
     columns.push(dictionary(
-        region_keys.clone(),
+        &region_keys,
         used_regions
             .iter()
             .map(|(label, _)| label.as_str())
@@ -187,6 +193,7 @@ pub(crate) fn write(
         .map(|(_, country)| country.as_deref().unwrap_or(""))
         .collect();
     let country_keys: Int32Array = region_keys
+        .values()
         .iter()
         .map(|&k| used_regions[k as usize].1.is_some().then_some(k))
         .collect();
@@ -196,6 +203,7 @@ pub(crate) fn write(
     )?));
     columns.push(Arc::new(
         place_keys
+            .values()
             .iter()
             .map(|&k| Some(used_places[k as usize].in_archive))
             .collect::<BooleanArray>(),

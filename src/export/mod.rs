@@ -209,7 +209,16 @@ fn export(context: &Context<'_>, options: &ExportOptions) -> anyhow::Result<Expo
     };
     let (last_batch, label_round) = store.data_version()?;
     claim(store, destination)?;
-    let mut state = continued(store, destination, saved, options, &mut report.warnings)?;
+    // s3tally's files there, listed once: each range only removes what was there before the run
+    let (ours, temporary) = destination.own_files()?;
+    let mut state = continued(
+        store,
+        destination,
+        &ours,
+        saved,
+        options,
+        &mut report.warnings,
+    )?;
     state.layout = layout(options);
     // an unfinished range is written again first, exactly (same files), then what is new
     let mut ranges = Vec::new();
@@ -232,13 +241,16 @@ fn export(context: &Context<'_>, options: &ExportOptions) -> anyhow::Result<Expo
         spill_dir: context.cache.dir().join(SPILL_DIR),
         stop: context.stop,
     };
+    for name in &temporary {
+        destination.remove(name)?;
+    }
     for range in ranges {
         state.writing = Some(range);
         state.meaning = meaning(options);
         state.labels = label_round.0;
         state.requesters = regions.of_requester.keys().max().copied().unwrap_or(0);
         store.set_stage_state(&key, &serde_json::to_string(&state)?)?;
-        report.removed += clear(destination, range)?;
+        report.removed += clear(destination, &ours, range)?;
         report.batches = Some((report.batches.map_or(range.0, |(from, _)| from), range.1));
         // the parts of one partition: 0, 1, ...
         let mut part = (i64::MIN, 0u32);
@@ -319,6 +331,7 @@ fn claim(store: &Store, destination: &Destination) -> anyhow::Result<()> {
 fn continued(
     store: &Store,
     destination: &Destination,
+    ours: &[String],
     saved: Option<ExportState>,
     options: &ExportOptions,
     warnings: &mut Vec<String>,
@@ -326,7 +339,7 @@ fn continued(
     let Some(state) = saved.filter(|_| !options.full) else {
         return Ok(ExportState::default());
     };
-    if destination.own_files()?.0.is_empty() {
+    if ours.is_empty() {
         if state.done > 0 {
             warnings.push(format!(
                 "export: {} holds none of the files exported before: writing everything",
@@ -348,20 +361,15 @@ fn continued(
     Ok(state)
 }
 
-/// Removes what stands in the way of writing `range`: the temporary files a kill left, the
-/// files of that range from an unfinished run, and, when the range starts from the first batch
-/// (a first export, `--full`, or a store extracted again), every file of ours. Returns how many
-/// files of ours it removed.
-fn clear(destination: &Destination, range: (i64, i64)) -> anyhow::Result<u64> {
-    let (ours, temporary) = destination.own_files()?;
-    for name in &temporary {
-        destination.remove(name)?;
-    }
+/// Removes the files of ours (`ours`, listed before the run) that stand in the way of writing
+/// `range`: those of that range from an unfinished run, and, when the range starts from the first
+/// batch (a first export, `--full`, or a store extracted again), all of them. How many it removed.
+fn clear(destination: &Destination, ours: &[String], range: (i64, i64)) -> anyhow::Result<u64> {
     let mut removed = 0;
     for name in ours {
-        let file = name.rsplit('/').next().unwrap_or(&name);
+        let file = name.rsplit('/').next().unwrap_or(name);
         if range.0 == 1 || destination::batches_of(file) == Some(range) {
-            destination.remove(&name)?;
+            destination.remove(name)?;
             removed += 1;
         }
     }

@@ -332,8 +332,7 @@ fn read(
             return Ok(());
         }
         requests.clear();
-        bins::decode_into(data, &mut requests)
-            .map_err(|error| anyhow::anyhow!("object {}: {error}", String::from_utf8_lossy(key)))?;
+        bins::decode_object(key, data, &mut requests)?;
         for request in &requests {
             if excluded.contains(&request.requester) {
                 continue;

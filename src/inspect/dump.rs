@@ -58,8 +58,7 @@ pub(crate) fn dump(
             flush(&current_key, &mut requests)?;
             current_key = key.to_vec();
         }
-        bins::decode_into(data, &mut requests)
-            .map_err(|error| anyhow::anyhow!("object {}: {error}", String::from_utf8_lossy(key)))
+        bins::decode_object(key, data, &mut requests)
     })?;
     flush(&current_key, &mut requests)?;
     Ok(rows)
