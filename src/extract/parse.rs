@@ -1,5 +1,5 @@
-//! Parsing a chunk of a log file (whole lines) into its requests, with object keys and remote IPs
-//! interned per chunk so that the writer resolves each once.
+//! Parsing a chunk of a log file (whole lines) into its requests, with object keys, remote IPs and
+//! user agents interned per chunk so that the writer resolves each once.
 
 use rustc_hash::FxHashMap;
 
@@ -15,6 +15,8 @@ pub(crate) struct ParsedChunk {
     pub keys: Vec<Vec<u8>>,
     /// Distinct remote IPs as written, indexed by `LocalRequest::ip`.
     pub ips: Vec<Vec<u8>>,
+    /// Distinct user agents as written, indexed by `LocalRequest::agent`.
+    pub agents: Vec<Vec<u8>>,
     /// The GET-2xx requests.
     pub requests: Vec<LocalRequest>,
     /// Lines read.
@@ -32,6 +34,8 @@ pub(crate) struct LocalRequest {
     pub key: u32,
     /// Index into `ParsedChunk::ips`.
     pub ip: u32,
+    /// Index into `ParsedChunk::agents`.
+    pub agent: u32,
     /// Seconds since the Unix epoch, UTC.
     pub time: i64,
     /// HTTP status.
@@ -59,19 +63,34 @@ pub(crate) fn parse_lines(data: &[u8], first_line: u64) -> ParsedChunk {
     let mut parsed = ParsedChunk::default();
     let mut keys: FxHashMap<&[u8], u32> = FxHashMap::default();
     let mut ips: FxHashMap<&[u8], u32> = FxHashMap::default();
+    let mut agents: FxHashMap<&[u8], u32> = FxHashMap::default();
     let body = data.strip_suffix(b"\n").unwrap_or(data);
     if data.is_empty() {
         return parsed;
     }
-    for (index, line) in body.split(|&byte| byte == b'\n').enumerate() {
+    // memchr finds the line ends many bytes at a time (a byte-by-byte split was a sixth of
+    // extraction's time)
+    let mut start = 0;
+    let lines = memchr::memchr_iter(b'\n', body)
+        .map(Some)
+        .chain(std::iter::once(None))
+        .map(|end| {
+            let end = end.unwrap_or(body.len());
+            let line = &body[start..end];
+            start = end + 1;
+            line
+        });
+    for (index, line) in lines.enumerate() {
         parsed.lines += 1;
         match parser::parse_line(line) {
             Line::Get(request) => {
                 let key = intern(&mut keys, request.key);
                 let ip = intern(&mut ips, request.remote_ip);
+                let agent = intern(&mut agents, request.user_agent);
                 parsed.requests.push(LocalRequest {
                     key,
                     ip,
+                    agent,
                     time: request.time,
                     status: request.status,
                     bytes_sent: request.bytes_sent,
@@ -92,6 +111,7 @@ pub(crate) fn parse_lines(data: &[u8], first_line: u64) -> ParsedChunk {
     }
     parsed.keys = invert(keys);
     parsed.ips = invert(ips);
+    parsed.agents = invert(agents);
     parsed
 }
 
@@ -132,6 +152,7 @@ mod tests {
         assert_eq!(parsed.requests.len(), 4);
         assert_eq!(parsed.keys.len(), 2);
         assert_eq!(parsed.ips.len(), 2);
+        assert_eq!(parsed.agents, [b"-".to_vec()]);
         assert_eq!(parsed.rejected, 1);
         let (line_number, _, excerpt) = &parsed.rejects[0];
         assert_eq!(*line_number, 4);

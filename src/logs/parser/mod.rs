@@ -12,7 +12,7 @@
 //! lines of other operations or statuses are skipped.
 
 use chrono::NaiveDate;
-use memchr::{memchr, memchr_iter};
+use memchr::{memchr, memchr_iter, memmem, memrchr};
 
 /// The operation whose successful requests are counted.
 pub(crate) const GET_OBJECT: &[u8] = b"REST.GET.OBJECT";
@@ -36,6 +36,8 @@ pub(crate) struct GetRequest<'a> {
     pub status: u16,
     /// Bytes sent; `-` reads as 0.
     pub bytes_sent: u64,
+    /// The user agent without its quotes (empty when the line has none).
+    pub user_agent: &'a [u8],
 }
 
 /// What one log line is.
@@ -171,7 +173,45 @@ pub(crate) fn parse_line(line: &[u8]) -> Line<'_> {
         key: fields.key,
         status: after_uri.status,
         bytes_sent,
+        user_agent: user_agent(line, after_uri.referrer_start),
     })
+}
+
+/// The user agent: the field after the referrer that starts at `referrer_start`. A quoted
+/// referrer ends at the first `" "` (its closing quote, then the agent's opening one); the agent
+/// ends at the line's last quote, since no later field is quoted, so quotes inside it do not
+/// cut it. An unquoted agent (`-`) is one field; a line that ends first has none.
+pub(crate) fn user_agent(line: &[u8], referrer_start: usize) -> &[u8] {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Some(rest) = line.get(referrer_start..).filter(|rest| !rest.is_empty()) else {
+        return b"";
+    };
+    let after_referrer = if rest.starts_with(b"\"-\" ") {
+        // the usual referrer, found without a search
+        3
+    } else if rest[0] == b'"' {
+        let closing =
+            memmem::find(&rest[1..], b"\" \"").or_else(|| memmem::find(&rest[1..], b"\" "));
+        match closing {
+            Some(offset) => offset + 2,
+            None => return b"",
+        }
+    } else {
+        1
+    };
+    let mut cursor = Cursor {
+        line: rest,
+        pos: after_referrer,
+    };
+    if cursor.at_end() {
+        return b"";
+    }
+    if rest[cursor.pos] != b'"' {
+        return cursor.token().unwrap_or_default();
+    }
+    let start = cursor.pos + 1;
+    let end = memrchr(b'"', &rest[start..]).map_or(rest.len(), |offset| start + offset);
+    &rest[start..end]
 }
 
 /// A position in a line, moving over space-separated fields.

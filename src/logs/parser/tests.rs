@@ -289,3 +289,44 @@ fn time_parsing() {
     assert!(parse_time(b"01/Jan/2020:23:59:59 -1200").is_some());
     assert_eq!(parse_time(b"1/Jan/2020:05:06:35 +0000"), None);
 }
+
+#[test]
+fn the_user_agent_is_read_whole() {
+    let agent = |text: &str| String::from_utf8_lossy(get(text).user_agent).into_owned();
+    let with_tail = |tail: &str| {
+        format!(
+            "owner bucket [01/Jan/2020:05:06:35 +0000] 192.0.2.1 - ID REST.GET.OBJECT k \"GET /k HTTP/1.1\" 200 - 9 9 1 1 {tail}"
+        )
+    };
+    let plain = line("REST.GET.OBJECT", "k", "\"GET /k HTTP/1.1\"", "200", "5");
+    assert_eq!(agent(&plain), "curl/8.0");
+    // spaces and parentheses, then the fields AWS adds after it
+    let boto = with_tail(
+        "\"-\" \"Boto3/1.28.0 md/Botocore#1.31.0 ua/2.0 os/linux#5.15 lang/python#3.11.4 cfg/retry-mode#legacy Botocore/1.31.0\" - abc= SigV4 ECDHE-RSA-AES128-GCM-SHA256 AuthHeader b.s3.amazonaws.com TLSv1.2 - -",
+    );
+    assert!(agent(&boto).starts_with("Boto3/1.28.0 md/"));
+    assert!(agent(&boto).ends_with(" Botocore/1.31.0"));
+    // a referrer with a URL, a CRLF line ending
+    let referred = with_tail(
+        "\"https://dandiarchive.org/dandiset/000003\" \"Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/121.0\" -\r",
+    );
+    assert_eq!(
+        agent(&referred),
+        "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/121.0"
+    );
+    // quotes inside the agent do not cut it
+    let quoted = with_tail("\"-\" \"say \"hi\" 1.0\" - host");
+    assert_eq!(agent(&quoted), "say \"hi\" 1.0");
+    // a bare dash referrer, an unquoted agent, an empty one, none at all
+    assert_eq!(agent(&with_tail("- \"curl/8\" -")), "curl/8");
+    assert_eq!(agent(&with_tail("\"-\" - -")), "-");
+    assert_eq!(agent(&with_tail("\"-\" \"\" -")), "");
+    assert_eq!(agent(&with_tail("\"-\"")), "");
+    // the old format ending at the agent
+    assert_eq!(
+        agent(
+            "owner bucket [06/Feb/2019:00:00:38 +0000] 192.0.2.3 - ID REST.GET.OBJECT k \"GET /k HTTP/1.1\" 200 - 3 3 1 1 \"-\" \"ua\" -"
+        ),
+        "ua"
+    );
+}
