@@ -10,6 +10,7 @@ use clap::Args;
 use ipnet::IpNet;
 
 use crate::cache::Cache;
+use crate::clients::ClientRules;
 use crate::coordinates::{CoordinatesOptions, Forget, opencage};
 use crate::datasets::asset_types::AssetTypes;
 use crate::datasets::map::DatasetMap;
@@ -171,19 +172,30 @@ pub struct ExtractTuning {
     /// Worker threads for parsing [default: one per core].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Client rules replacing the bundled ones: `pattern<TAB>class<TAB>family` lines (class
+    /// tool, browser or robot), matched case-insensitively against the user agent in order,
+    /// before the bundled COUNTER robot list. Applies to requests extracted from now on.
+    #[arg(long, value_name = "FILE")]
+    pub client_rules: Option<PathBuf>,
 }
 
 impl ExtractTuning {
-    /// The extract stage's options for these sources (directories checked by the caller first).
-    pub(super) fn options(&self, sources: &[LogSource], salt: Salt) -> ExtractOptions {
-        ExtractOptions {
+    /// The extract stage's options for these sources (directories checked by the caller first);
+    /// an error when the client rules cannot be read.
+    pub(super) fn options(
+        &self,
+        sources: &[LogSource],
+        salt: Salt,
+    ) -> anyhow::Result<ExtractOptions> {
+        Ok(ExtractOptions {
             sources: sources.to_vec(),
             finding: self.s3.options(),
             exclusion: self.exclusion.exclusion(),
             batch_bytes: self.batch_mb * 1_000_000,
             batch_files: self.batch_files as usize,
             salt,
-        }
+            clients: std::sync::Arc::new(ClientRules::load(self.client_rules.as_deref())?),
+        })
     }
 }
 
@@ -348,6 +360,11 @@ pub struct GroupingArgs {
     /// Not these datasets (repeatable).
     #[arg(long, value_name = "DATASET")]
     pub skip: Vec<String>,
+    /// Leave out the requests of clients classified as robots (crawlers, by the COUNTER robot
+    /// list) from every figure. Off by default, so the figures stay those s3-log-extraction
+    /// publishes. Requests extracted before clients were recorded are `unknown` and stay.
+    #[arg(long)]
+    pub exclude_robots: bool,
 }
 
 impl GroupingArgs {
@@ -359,6 +376,7 @@ impl GroupingArgs {
             collapse_prefixes: self.collapse_prefix.clone(),
             pick: self.pick.clone(),
             skip: self.skip.clone(),
+            exclude_robots: self.exclude_robots,
             ..Grouping::default()
         };
         if let Some(path) = &self.dataset_map {

@@ -225,7 +225,7 @@ pub(super) fn run(place: &Place, args: RunArgs) -> anyhow::Result<Outcome> {
     check_sources(&args.sources)?;
     let extract = args
         .extract
-        .options(&args.sources, Salt::load(&place.config_dir)?);
+        .options(&args.sources, Salt::load(&place.config_dir)?)?;
     let options = RunOptions {
         extract,
         regions: args.regions.options(
@@ -272,7 +272,7 @@ pub(super) fn extract(place: &Place, args: &ExtractArgs) -> anyhow::Result<Outco
     check_sources(&args.sources)?;
     let options = args
         .tuning
-        .options(&args.sources, Salt::load(&place.config_dir)?);
+        .options(&args.sources, Salt::load(&place.config_dir)?)?;
     configure_threads(args.tuning.threads)?;
     Writing::open(cache, false)?.run_stage::<Extract>(&options)
 }

@@ -11,6 +11,7 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use super::ExtractReport;
 use super::parse::{ParsedChunk, parse_chunk};
 use crate::bins::{self, BinRequest};
+use crate::clients::ClientRules;
 use crate::logs::files::Opened;
 use crate::logs::{Exclusion, FailedFile, Found, LogFile};
 use crate::privacy::Salt;
@@ -84,22 +85,27 @@ pub(super) fn batches(files: &[LogFile], max_bytes: u64, max_files: usize) -> Ve
     batches
 }
 
-/// Ids of objects and requesters already resolved in this run.
+/// Ids of objects, requesters and clients already resolved in this run.
 pub(super) struct Ids<'a> {
     salt: &'a Salt,
     exclusion: &'a Exclusion,
+    rules: &'a ClientRules,
     objects: FxHashMap<Vec<u8>, ObjectId>,
     /// Remote IP as written to requester id, `None` when excluded.
     requesters: FxHashMap<Vec<u8>, Option<RequesterId>>,
+    /// User agent as written to client id: each distinct agent is classified once.
+    agents: FxHashMap<Vec<u8>, u32>,
 }
 
 impl<'a> Ids<'a> {
-    pub(super) fn new(salt: &'a Salt, exclusion: &'a Exclusion) -> Self {
+    pub(super) fn new(salt: &'a Salt, exclusion: &'a Exclusion, rules: &'a ClientRules) -> Self {
         Self {
             salt,
             exclusion,
+            rules,
             objects: FxHashMap::default(),
             requesters: FxHashMap::default(),
+            agents: FxHashMap::default(),
         }
     }
 
@@ -107,6 +113,19 @@ impl<'a> Ids<'a> {
     pub(super) fn forget(&mut self) {
         self.objects.clear();
         self.requesters.clear();
+        self.agents.clear();
+    }
+
+    fn client(&mut self, batch: &Batch<'_>, agent: &[u8]) -> anyhow::Result<u32> {
+        if let Some(&id) = self.agents.get(agent) {
+            return Ok(id);
+        }
+        let id = batch.client_id(&self.rules.classify_bytes(agent))?;
+        if self.agents.len() >= ID_CACHE_LIMIT {
+            self.agents.clear();
+        }
+        self.agents.insert(agent.to_vec(), id);
+        Ok(id)
     }
 
     fn requester(&mut self, batch: &Batch<'_>, raw: &[u8]) -> anyhow::Result<Option<RequesterId>> {
@@ -399,6 +418,10 @@ fn write_chunk(
     for ip in &parsed.ips {
         requester_ids.push(ids.requester(batch, ip)?);
     }
+    let mut client_ids = Vec::with_capacity(parsed.agents.len());
+    for agent in &parsed.agents {
+        client_ids.push(ids.client(batch, agent)?);
+    }
     let record = &mut state.record;
     record.lines += parsed.lines;
     record.rejected += parsed.rejected;
@@ -416,6 +439,7 @@ fn write_chunk(
             .push(BinRequest {
                 time: request.time,
                 requester: requester.0,
+                client: client_ids[request.agent as usize],
                 status: request.status,
                 bytes_sent: request.bytes_sent,
             });

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use crate::cache::{Cache, REJECTS_REPORT};
+use crate::clients::ClientRules;
 use crate::logs::{Exclusion, FailedFile, LogFile, LogPlace, LogSource, SourceOptions};
 use crate::output::escape_controls;
 use crate::privacy::Salt;
@@ -45,6 +46,8 @@ pub(crate) struct ExtractOptions {
     pub batch_files: usize,
     /// The secret under which requester IPs are hashed.
     pub salt: Salt,
+    /// How user agents are classified.
+    pub clients: std::sync::Arc<ClientRules>,
 }
 
 /// What the extract stage did.
@@ -215,7 +218,7 @@ fn extract(context: &Context<'_>, options: &ExtractOptions) -> anyhow::Result<Ex
     let plan = batch::plan(&found, store, &mut report)?;
     let batches = batch::batches(&plan.files, options.batch_bytes, options.batch_files);
     let mut progress = Progress::new("extract", plan.files.len() as u64, plan.bytes);
-    let mut ids = batch::Ids::new(&options.salt, &options.exclusion);
+    let mut ids = batch::Ids::new(&options.salt, &options.exclusion, &options.clients);
 
     let pause = std::env::var(TEST_PAUSE_ENV)
         .ok()

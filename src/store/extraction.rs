@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{BatchNumber, ObjectId, RequesterId, Store, StoreError};
+use crate::clients::{Client, ClientClass};
 use crate::logs::LogIdentity;
 
 /// What is recorded of one extracted log file.
@@ -217,6 +218,31 @@ impl Store {
         )
     }
 
+    /// Every client requests were classified as, by id (an id no request has is `unknown`).
+    pub(crate) fn clients(&self) -> Result<Vec<Client>, StoreError> {
+        // a store of schema 4 read without being brought up to date has no clients table
+        let has_table: Vec<i64> = self.collect(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'clients'",
+            [],
+            |row| row.get(0),
+        )?;
+        if has_table.is_empty() {
+            return Ok(vec![Client::unknown()]);
+        }
+        let rows: Vec<(u32, String, String)> = self.collect(
+            "SELECT id, class, family FROM clients ORDER BY id",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )?;
+        let mut clients = vec![Client::unknown(); rows.last().map_or(1, |row| row.0 as usize + 1)];
+        for (id, class, family) in rows {
+            // a class this build does not know is shown as unknown
+            let class = ClientClass::parse(&class).unwrap_or(ClientClass::Unknown);
+            clients[id as usize] = Client { class, family };
+        }
+        Ok(clients)
+    }
+
     /// Deletes every extracted request and processed-file record, in one transaction;
     /// requesters, their labels and coordinates stay.
     pub(crate) fn reset_extraction(&self) -> Result<(), StoreError> {
@@ -285,6 +311,17 @@ impl Batch<'_> {
             tx.prepare_cached("INSERT INTO pending_lookups(requester_id, ip) VALUES (?1, ?2)")?
                 .execute(params![id, ip])?;
             Ok(id)
+        })
+    }
+
+    /// The id of a client (class and family), adding it if it is new.
+    pub(crate) fn client_id(&self, client: &Client) -> Result<u32, StoreError> {
+        self.with(|tx| {
+            let class = client.class.as_str();
+            tx.prepare_cached("INSERT OR IGNORE INTO clients(class, family) VALUES (?1, ?2)")?
+                .execute([class, &client.family])?;
+            tx.prepare_cached("SELECT id FROM clients WHERE class = ?1 AND family = ?2")?
+                .query_row([class, &client.family], |row| row.get(0))
         })
     }
 

@@ -16,7 +16,10 @@ use crate::labels::RegionLabel;
 /// - 4: places are stored as ISO codes (`US-CA`, not `US/California`): stored labels, and the
 ///   region rows last published, are converted; the geocoder's answers for places are dropped
 ///   (the bundled ISO tables place them); saved figures are computed again.
-pub(crate) const VERSION: i64 = 4;
+/// - 5: the clients table (class and family of the user agents, by id; id 0 is `unknown`), and
+///   bins of version 2 that give each request a client; bins written before stay version 1 and
+///   read as `unknown`. Saved figures are computed again (they gain the figures by client).
+pub(crate) const VERSION: i64 = 5;
 
 /// Settings of every connection that writes.
 pub(super) const WRITER_PRAGMAS: &str =
@@ -49,6 +52,10 @@ CREATE TABLE IF NOT EXISTS validated(path TEXT NOT NULL, check_name TEXT NOT NUL
 CREATE TABLE IF NOT EXISTS coordinates(label TEXT PRIMARY KEY, latitude REAL, longitude REAL, asked_at INTEGER NOT NULL) WITHOUT ROWID;
 -- per dataset (and the archive, as an empty name): the region rows last published (JSON)
 CREATE TABLE IF NOT EXISTS published_regions(scope TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
+-- the client classes and families requests were classified as (bins hold the id)
+CREATE TABLE IF NOT EXISTS clients(id INTEGER PRIMARY KEY, class TEXT NOT NULL, family TEXT NOT NULL,
+    UNIQUE(class, family));
+INSERT OR IGNORE INTO clients(id, class, family) VALUES (0, 'unknown', '');
 CREATE TABLE IF NOT EXISTS rejects(
     file TEXT NOT NULL, line INTEGER NOT NULL, reason TEXT NOT NULL, excerpt TEXT NOT NULL,
     PRIMARY KEY(file, line)) WITHOUT ROWID;
@@ -67,6 +74,14 @@ pub(crate) fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
         // old labels (3): computed again next run
         tx.execute_batch(
             "DELETE FROM dataset_tallies; DELETE FROM meta WHERE key LIKE 'state:%';",
+        )?;
+    }
+    if from <= 4 {
+        // saved figures lack the figures by client: computed again next run (the other stage
+        // states, such as an export's or an S3 listing's, stay)
+        tx.execute_batch(
+            "DELETE FROM dataset_tallies;
+             DELETE FROM meta WHERE key IN ('state:tallies', 'state:summaries', 'state:totals');",
         )?;
     }
     tx.execute(
