@@ -12,6 +12,7 @@ mod geoip;
 mod inspect;
 mod map;
 mod options;
+mod report;
 mod stages;
 
 use std::io::Write;
@@ -97,11 +98,15 @@ pub enum Command {
     Publish(stages::PublishArgs),
     /// Print the written summaries as tables: the archive's, or one dataset's.
     Show(inspect::ShowArgs),
-    /// Print every extracted request as TSV: object_key, timestamp, bytes_sent, status, requester.
+    /// Print every extracted request as TSV: object_key, timestamp, bytes_sent, status, requester,
+    /// client_class, client_family.
     Dump(inspect::DumpArgs),
     /// Hand the extracted requests to query engines (private data: never published).
     #[command(subcommand)]
     Export(export::ExportCommand),
+    /// Reports for others: COUNTER-style dataset metrics (`report counter --period YYYY-MM`).
+    #[command(subcommand)]
+    Report(report::ReportCommand),
     /// Show what the cache holds; with --source, how much of each source is extracted.
     Status(inspect::StatusArgs),
     /// Ask the s3tally writing to this cache to commit its current batch and exit; wait for it.
@@ -157,6 +162,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Validate(args) => stages::validate(&place, args),
         Command::Publish(args) => stages::publish(&place, &args),
         Command::Export(command) => export::export(&place, command),
+        Command::Report(command) => report::report(&place, command),
         Command::Show(args) => inspect::show(&place, args),
         Command::Dump(args) => inspect::dump(&place, &args),
         Command::Status(args) => inspect::status(&place, &args),

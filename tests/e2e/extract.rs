@@ -6,14 +6,15 @@ use std::collections::{BTreeMap, HashMap};
 use crate::common::{Env, copy_dir, fixture, per_object};
 
 /// Checks `dump` against a fixture's `expected-dump.tsv` written by hand: the first four columns
-/// exactly, the requester as an opaque id that maps one to one onto the IPs written there.
+/// exactly, the requester as an opaque id that maps one to one onto the IPs written there, and a
+/// client class in every row.
 fn assert_dump_is(env: &Env, expected_file: &str, distinct_ips: usize) {
     let dump = env.dump();
     let expected = std::fs::read_to_string(fixture(expected_file)).unwrap();
     let mut dump_lines = dump.lines();
     assert_eq!(
         dump_lines.next(),
-        Some("object_key\ttimestamp\tbytes_sent\tstatus\trequester")
+        Some("object_key\ttimestamp\tbytes_sent\tstatus\trequester\tclient_class\tclient_family")
     );
     let expected_rows: Vec<&str> = expected.lines().skip(1).collect();
     let rows: Vec<&str> = dump_lines.collect();
@@ -21,7 +22,14 @@ fn assert_dump_is(env: &Env, expected_file: &str, distinct_ips: usize) {
     let mut id_of_ip: HashMap<String, String> = HashMap::new();
     let mut ip_of_id: HashMap<String, String> = HashMap::new();
     for (row, expected_row) in rows.iter().zip(&expected_rows) {
-        let (got, requester) = row.rsplit_once('\t').unwrap();
+        let fields: Vec<&str> = row.split('\t').collect();
+        assert_eq!(fields.len(), 7, "{row:?}");
+        let (got, requester) = (fields[..4].join("\t"), fields[4]);
+        let class = fields[5];
+        assert!(
+            ["browser", "tool", "robot", "unknown"].contains(&class),
+            "{row:?}"
+        );
         let (want, ip) = expected_row.rsplit_once('\t').unwrap();
         assert_eq!(got, want);
         assert_eq!(requester.len(), 16);

@@ -208,10 +208,10 @@ fn every_published_row_and_dump_row_keeps_its_shape() {
         );
     }
     assert!(yaml.contains("\"US/California\": "), "{yaml}");
-    // dump: five fields a row, the raw tab written %09
+    // dump: seven fields a row, the raw tab written %09
     let dump = env.dump();
     for row in dump.lines() {
-        assert_eq!(row.split('\t').count(), 5, "{row:?}");
+        assert_eq!(row.split('\t').count(), 7, "{row:?}");
     }
     assert!(dump.contains("ds2/raw%09tab.nwb\t"), "{dump}");
 }

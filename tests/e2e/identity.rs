@@ -105,7 +105,7 @@ fn a_version_1_cache_is_migrated_to_log_names() {
             |row| row.get(0),
         )
         .unwrap();
-    assert_eq!(version, "4");
+    assert_eq!(version, "5");
     let names: Vec<String> = conn
         .prepare("SELECT path FROM files ORDER BY path")
         .unwrap()

@@ -35,8 +35,8 @@ fn publish_refuses_a_file_holding_an_ip_and_names_it() {
         .lines()
         .nth(1)
         .unwrap()
-        .rsplit('\t')
-        .next()
+        .split('\t')
+        .nth(4)
         .unwrap()
         .to_owned();
     std::fs::write(&by_asset, format!("asset_path\tbytes_sent\nx{id}\t1\n")).unwrap();

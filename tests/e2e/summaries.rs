@@ -303,7 +303,7 @@ fn outputs_hold_no_ip_and_no_requester_index() {
     let ids: std::collections::BTreeSet<&str> = dump
         .lines()
         .skip(1)
-        .map(|l| l.rsplit('\t').next().unwrap())
+        .map(|l| l.split('\t').nth(4).unwrap())
         .collect();
     assert!(ids.len() > 10);
     for id in ids {
