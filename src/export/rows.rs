@@ -13,6 +13,7 @@ use crate::bins::{self, BinRequest};
 use crate::interrupt::StopFlag;
 use crate::progress::{Amount, Progress};
 use crate::store::{BatchNumber, Store};
+use crate::summaries::excluded::Counted;
 use crate::summaries::grouping::Grouping;
 
 /// How the files are partitioned: `year=/month=/day=` or `year=/month=`.
@@ -309,7 +310,7 @@ fn read(
         stop,
         ..
     } = *gathering;
-    let excluded = grouping.excluded.resolve_numbers(store)?;
+    let counted = Counted::of(grouping, store)?;
     let _ = std::fs::remove_dir_all(&gathering.spill_dir);
     let mut read = Read {
         places: Places::default(),
@@ -334,7 +335,7 @@ fn read(
         requests.clear();
         bins::decode_object(key, data, &mut requests)?;
         for request in &requests {
-            if excluded.contains(&request.requester) {
+            if !counted.counts(request) {
                 continue;
             }
             let start = partition.of(request.time.div_euclid(86_400));

@@ -8,6 +8,8 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use crate::bins::BinRequest;
+use crate::clients::ClientClass;
 use crate::privacy::Salt;
 use crate::store::{RequesterId, Store};
 
@@ -82,6 +84,43 @@ impl ExcludedRequesters {
     /// [`Self::resolve`] as the numbers bins hold.
     pub(crate) fn resolve_numbers(&self, store: &Store) -> anyhow::Result<HashSet<u64>> {
         Ok(self.resolve(store)?.into_iter().map(|id| id.0).collect())
+    }
+}
+
+/// Which extracted requests count: not those of excluded requesters, nor with
+/// `--exclude-robots` those of robots.
+pub(crate) struct Counted {
+    requesters: HashSet<u64>,
+    /// By client id: a robot left out.
+    robots: Vec<bool>,
+}
+
+impl Counted {
+    /// The filter of a grouping's exclusions, resolved in the store.
+    pub(crate) fn of(grouping: &super::grouping::Grouping, store: &Store) -> anyhow::Result<Self> {
+        let robots = if grouping.exclude_robots {
+            let clients = store.clients()?;
+            clients
+                .iter()
+                .map(|client| client.class == ClientClass::Robot)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Self {
+            requesters: grouping.excluded.resolve_numbers(store)?,
+            robots,
+        })
+    }
+
+    /// Whether a request counts.
+    pub(crate) fn counts(&self, request: &BinRequest) -> bool {
+        !self.requesters.contains(&request.requester)
+            && !self
+                .robots
+                .get(request.client as usize)
+                .copied()
+                .unwrap_or(false)
     }
 }
 

@@ -49,6 +49,8 @@ pub(crate) struct Grouping {
     pub asset_types: AssetTypes,
     /// Requesters whose requests are not counted (`--exclude-ips-file`).
     pub excluded: ExcludedRequesters,
+    /// Requests of robots are not counted (`--exclude-robots`).
+    pub exclude_robots: bool,
 }
 
 impl Default for Grouping {
@@ -61,6 +63,7 @@ impl Default for Grouping {
             skip: Vec::new(),
             asset_types: AssetTypes::default(),
             excluded: ExcludedRequesters::default(),
+            exclude_robots: false,
         }
     }
 }
@@ -71,14 +74,20 @@ impl Grouping {
     pub(crate) fn figures_key(&self) -> String {
         let layouts = self.map.as_ref().map(|map| map.layouts());
         format!(
-            "depth {} collapse {:?} map {:?} pick {:?} skip {:?} {:?} {:?}",
+            "depth {} collapse {:?} map {:?} pick {:?} skip {:?} {:?} {:?}{}",
             self.dataset_depth,
             self.collapse_prefixes,
             layouts,
             self.pick,
             self.skip,
             self.asset_types,
-            self.excluded
+            self.excluded,
+            // said only when set: the key of figures made before the option stays the same
+            if self.exclude_robots {
+                " robots out"
+            } else {
+                ""
+            }
         )
     }
 

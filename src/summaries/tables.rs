@@ -1,6 +1,6 @@
 //! Writing the TSV summaries: per dataset `by_day.tsv`, `by_asset.tsv`, `by_region.tsv`,
-//! `by_asset_type_per_week.tsv`, `requester_count.tsv`, and the archive's (without
-//! `by_asset.tsv`); and removing those of datasets that no longer exist.
+//! `by_client.tsv`, `by_asset_type_per_week.tsv`, `requester_count.tsv`, and the archive's
+//! (without `by_asset.tsv`); and removing those of datasets that no longer exist.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,6 +8,7 @@ use std::path::Path;
 use super::disclosure::{Disclosed, Privacy};
 use super::tally::{Figures, Tally};
 use super::{ARCHIVE, Publication, SummaryOptions, SummaryReport};
+use crate::clients::ClientClass;
 
 /// The header and rows of one summary table.
 fn table<K>(
@@ -46,11 +47,42 @@ fn weekly_types(tally: &Tally, types: &[String]) -> String {
     text
 }
 
+/// `by_client.tsv`: client class and family (`-` when the class alone is known), bytes,
+/// requests and downloads, in the order of the classes then families.
+fn clients_table(tally: &Tally, privacy: &Privacy) -> String {
+    let mut text = String::from(
+        "client_class\tclient_family\tbytes_sent\tnumber_of_requests\tnumber_of_downloads\n",
+    );
+    let mut rows: Vec<(ClientClass, &str, &Figures)> = tally
+        .by_client
+        .iter()
+        .map(|(label, figures)| {
+            let (class, family) = label.split_once('/').unwrap_or((label, "-"));
+            let class = ClientClass::parse(class).unwrap_or(ClientClass::Unknown);
+            (class, family, figures)
+        })
+        .collect();
+    let order = |class: ClientClass| ClientClass::ALL.iter().position(|c| *c == class);
+    rows.sort_by(|a, b| (order(a.0), a.1).cmp(&(order(b.0), b.1)));
+    for (class, family, figures) in rows {
+        text.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\n",
+            class.as_str(),
+            family,
+            figures.bytes_sent,
+            privacy.count(figures.requests),
+            privacy.count(figures.downloads)
+        ));
+    }
+    text
+}
+
 /// The files a dataset's directory holds.
-pub(crate) const DATASET_FILES: [&str; 5] = [
+pub(crate) const DATASET_FILES: [&str; 6] = [
     "by_day.tsv",
     "by_asset.tsv",
     "by_region.tsv",
+    "by_client.tsv",
     "by_asset_type_per_week.tsv",
     "requester_count.tsv",
 ];
@@ -160,6 +192,7 @@ fn write_tables(
         .collect();
     let by_region = table("region", &by_text, privacy, String::clone);
     report.write(base.join("by_region.tsv"), &by_region)?;
+    report.write(base.join("by_client.tsv"), &clients_table(tally, privacy))?;
     let types = options.grouping.asset_types.names();
     report.write(
         base.join("by_asset_type_per_week.tsv"),

@@ -5,8 +5,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rustc_hash::FxHashMap;
 
+use super::excluded::Counted;
 use super::grouping::{Grouping, UNDETERMINED};
 use crate::bins::{self, BinRequest};
+use crate::clients::Client;
 use crate::labels::{LabelKind, RegionLabel};
 use crate::output::escape_controls;
 use crate::privacy::mask_ips;
@@ -41,6 +43,17 @@ impl Figures {
         self.downloads += other.downloads;
         self.views += other.views;
         Ok(())
+    }
+
+    /// The sum of two figures (of one client under two ids: no overflow check needed, each is
+    /// a part of a checked total).
+    fn plus(&self, other: &Figures) -> Figures {
+        Figures {
+            bytes_sent: self.bytes_sent.saturating_add(other.bytes_sent),
+            requests: self.requests + other.requests,
+            downloads: self.downloads + other.downloads,
+            views: self.views + other.views,
+        }
     }
 
     /// Takes away figures that were added before (a part of these).
@@ -86,6 +99,9 @@ pub(crate) struct Tally {
     pub by_asset: BTreeMap<String, Figures>,
     /// By region label (`missing` while unresolved).
     pub by_region: BTreeMap<RegionLabel, Figures>,
+    /// By client, as `class` or `class/family` (views are not counted by client).
+    #[serde(default)]
+    pub by_client: BTreeMap<String, Figures>,
     /// Bytes sent by week (the day number of its Monday) and asset type.
     #[serde(default)]
     pub by_type_week: BTreeMap<i64, BTreeMap<String, u64>>,
@@ -112,6 +128,9 @@ pub(crate) struct Part {
     pub by_day: BTreeMap<i64, Figures>,
     /// By region label.
     pub by_region: BTreeMap<RegionLabel, Figures>,
+    /// By client.
+    #[serde(default)]
+    pub by_client: BTreeMap<String, Figures>,
     /// Bytes sent by week and asset type.
     pub by_type_week: BTreeMap<i64, BTreeMap<String, u64>>,
     /// Everything.
@@ -151,6 +170,12 @@ impl Tally {
                 .or_default()
                 .add(figures)?;
         }
+        for (client, figures) in &other.by_client {
+            self.by_client
+                .entry(client.clone())
+                .or_default()
+                .add(figures)?;
+        }
         add_weeks(&mut self.by_type_week, &other.by_type_week)?;
         self.requesters.extend(&other.requesters);
         for (region, requesters) in &other.region_requesters {
@@ -173,6 +198,11 @@ impl Tally {
         }
         for (region, figures) in &part.by_region {
             if let Some(mine) = self.by_region.get_mut(region) {
+                mine.subtract(figures);
+            }
+        }
+        for (client, figures) in &part.by_client {
+            if let Some(mine) = self.by_client.get_mut(client) {
                 mine.subtract(figures);
             }
         }
@@ -220,12 +250,13 @@ pub(crate) fn week_start(day: i64) -> i64 {
     day - (day + 3).rem_euclid(7)
 }
 
-/// Figures by (dataset, day), (dataset, region) and (dataset, week, type), accumulated by index
-/// during the one pass over the bins, folded into maps at the end.
+/// Figures by (dataset, day), (dataset, region), (dataset, client) and (dataset, week, type),
+/// accumulated by index during the one pass over the bins, folded into maps at the end.
 #[derive(Default)]
 struct Sums {
     days: FxHashMap<(u32, i64), Figures>,
     regions: FxHashMap<(u32, u32), Figures>,
+    clients: FxHashMap<(u32, u32), Figures>,
     type_weeks: FxHashMap<(u32, i64, u16), u64>,
 }
 
@@ -244,6 +275,10 @@ impl Sums {
         if let Some(request) = request {
             by_day.request(request)?;
             by_region.request(request)?;
+            self.clients
+                .entry((dataset, request.client))
+                .or_default()
+                .request(request)?;
             let bytes = self
                 .type_weeks
                 .entry((dataset, week_start(day), asset.kind))
@@ -260,8 +295,7 @@ impl Sums {
     fn fold(
         self,
         tallies: &mut [Tally],
-        regions: &[RegionLabel],
-        types: &[String],
+        (regions, clients, types): (&[RegionLabel], &[String], &[String]),
         part: fn(&mut Tally) -> PartMaps<'_>,
     ) {
         for ((dataset, day), figures) in self.days {
@@ -271,6 +305,17 @@ impl Sums {
             part(&mut tallies[dataset as usize])
                 .1
                 .insert(regions[region as usize].clone(), figures);
+        }
+        for ((dataset, client), figures) in self.clients {
+            let label = clients
+                .get(client as usize)
+                .map_or("unknown", String::as_str);
+            // two ids of one label (a class this build does not know) add up
+            let sum = part(&mut tallies[dataset as usize])
+                .3
+                .entry(label.to_owned())
+                .or_default();
+            *sum = sum.plus(&figures);
         }
         for ((dataset, week, kind), bytes) in self.type_weeks {
             part(&mut tallies[dataset as usize])
@@ -282,11 +327,13 @@ impl Sums {
     }
 }
 
-/// The by-day, by-region and by-week maps of a tally or of its part apart from the archive.
+/// The by-day, by-region, by-week and by-client maps of a tally or of its part apart from the
+/// archive.
 type PartMaps<'a> = (
     &'a mut BTreeMap<i64, Figures>,
     &'a mut BTreeMap<RegionLabel, Figures>,
     &'a mut BTreeMap<i64, BTreeMap<String, u64>>,
+    &'a mut BTreeMap<String, Figures>,
 );
 
 /// Computes every figure from the store's bins, exactly; only those of the datasets in `only`
@@ -319,7 +366,8 @@ pub(crate) fn tally(
         .iter()
         .find(|(label, _)| label.kind() == LabelKind::GitHub)
         .map(|(_, index)| *index);
-    let excluded = grouping.excluded.resolve_numbers(store)?;
+    let counted = Counted::of(grouping, store)?;
+    let clients: Vec<String> = store.clients()?.iter().map(Client::label).collect();
 
     // assets by (dataset, asset path, counted in the archive)
     let mut assets: Vec<Asset> = Vec::new();
@@ -386,7 +434,7 @@ pub(crate) fn tally(
         requests.clear();
         bins::decode_object(key, data, &mut requests)?;
         for request in &requests {
-            if excluded.contains(&request.requester) {
+            if !counted.counts(request) {
                 continue;
             }
             let region = requester_region
@@ -474,19 +522,22 @@ pub(crate) fn tally(
             .map_err(overflow)?;
     }
     let types = grouping.asset_types.names();
-    sums.fold(&mut by_index, &regions, types, |tally| {
+    let names = (regions.as_slice(), clients.as_slice(), types);
+    sums.fold(&mut by_index, names, |tally| {
         (
             &mut tally.by_day,
             &mut tally.by_region,
             &mut tally.by_type_week,
+            &mut tally.by_client,
         )
     });
-    apart.fold(&mut by_index, &regions, types, |tally| {
+    apart.fold(&mut by_index, names, |tally| {
         let part = &mut tally.not_in_archive;
         (
             &mut part.by_day,
             &mut part.by_region,
             &mut part.by_type_week,
+            &mut part.by_client,
         )
     });
     for ((dataset, region), set) in region_requesters {
