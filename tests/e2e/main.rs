@@ -4,6 +4,7 @@
 
 mod common;
 
+mod clients;
 mod coordinates;
 mod dandi;
 mod dandi_map;
