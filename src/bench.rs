@@ -46,6 +46,8 @@ struct Population {
     keys: Vec<String>,
     sizes: Vec<u64>,
     ips: Vec<String>,
+    /// Each requester's usual user agent (by the index of its IP).
+    agents: Vec<String>,
 }
 
 fn skewed(rng: &mut StdRng, len: usize) -> usize {
@@ -121,7 +123,73 @@ fn population(rng: &mut StdRng, size_mb: u64, objects: Option<usize>) -> Populat
             }
         })
         .collect();
-    Population { keys, sizes, ips }
+    let agents = (0..requesters).map(|_| user_agent(rng)).collect();
+    Population {
+        keys,
+        sizes,
+        ips,
+        agents,
+    }
+}
+
+/// A user agent as S3 logs show them: the tools of science with their many versions (boto3 and
+/// the AWS CLI write Python and OS versions too, so an archive sees thousands of distinct
+/// strings), browsers, crawlers, a few scripts and empty agents; weighted roughly as a public
+/// data archive sees them.
+fn user_agent(rng: &mut StdRng) -> String {
+    let mut v = |low: u32, high: u32| rng.gen_range(low..=high);
+    let python = format!("{}.{}", 3, v(8, 12));
+    let linux = format!("{}.{}.0-{}-aws", v(4, 6), v(0, 15), v(1000, 1100));
+    let botocore = format!("1.{}.{}", v(29, 35), v(0, 60));
+    match v(0, 99) {
+        0..15 => format!(
+            "aws-cli/2.{}.{} Python/{python}.{} Linux/{linux} exe/x86_64.ubuntu.22 prompt/off command/s3.cp",
+            v(9, 22),
+            v(0, 30),
+            v(0, 9)
+        ),
+        15..30 => format!(
+            "Boto3/1.{}.{} md/Botocore#{botocore} ua/2.0 os/linux#{linux} md/arch#x86_64 lang/python#{python}.{} md/pyimpl#CPython cfg/retry-mode#legacy Botocore/{botocore}",
+            v(26, 35),
+            v(0, 60),
+            v(0, 9)
+        ),
+        30..38 => format!(
+            "aiobotocore/2.{}.{} Python/{python}.{} Linux/{linux} Botocore/{botocore}",
+            v(4, 13),
+            v(0, 5),
+            v(0, 9)
+        ),
+        38..43 => format!("rclone/v1.{}.{}", v(55, 68), v(0, 3)),
+        43..45 => format!("aws-sdk-go/1.{}.{} (go1.{}; linux; amd64) S3Manager", v(40, 55), v(0, 300), v(19, 23)),
+        45..53 => format!("git-annex/10.2023{:02}{:02}-g{}", v(1, 12), v(1, 28), hex_of(v(0, u32::MAX))),
+        53..56 => format!("datalad/0.{}.{}", v(17, 20), v(0, 9)),
+        56..66 => format!("dandi/0.{}.{} requests/2.{}.0 CPython/{python}.{}", v(50, 66), v(0, 3), v(28, 32), v(0, 9)),
+        66..69 => format!("duckdb/v1.{}.{}(linux_amd64) python {}", v(0, 4), v(0, 3), hex_of(v(0, u32::MAX))),
+        69..75 => format!("curl/{}.{}.{}", v(7, 8), v(0, 88), v(0, 3)),
+        75..78 => format!("Wget/1.{}.{} (linux-gnu)", v(20, 24), v(0, 3)),
+        78..81 => format!("python-requests/2.{}.{}", v(25, 32), v(0, 3)),
+        81..91 => match v(0, 3) {
+            0 => format!("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{}.0.0.0 Safari/537.36", v(110, 131)),
+            1 => format!("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{} Safari/605.1.15", v(0, 6)),
+            2 => format!("Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:{0}.0) Gecko/20100101 Firefox/{0}.0", v(110, 133)),
+            _ => format!("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{0}.0.0.0 Safari/537.36 Edg/{0}.0.0.0", v(110, 131)),
+        },
+        91..96 => [
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+            "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+            "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; GPTBot/1.2; +https://openai.com/gptbot)",
+            "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)",
+            "CCBot/2.0 (https://commoncrawl.org/faq/)",
+        ][v(0, 4) as usize]
+            .to_owned(),
+        96..98 => format!("lab-sync/{}.{} (+mailto:data@example.org)", v(0, 3), v(0, 9)),
+        _ => "-".to_owned(),
+    }
+}
+
+fn hex_of(value: u32) -> String {
+    format!("{value:08x}")
 }
 
 const OPERATIONS: [(&str, u32); 7] = [
@@ -142,14 +210,6 @@ const STATUSES: [(u16, u32); 7] = [
     (500, 1),
     (503, 1),
 ];
-const AGENTS: [&str; 5] = [
-    "git-annex/10.20220927-geb4a544",
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/122.0.0.0 Safari/537.36",
-    "Boto3/1.21.19 Python/3.9.10 Linux/4.4.0-1104-aws Botocore/1.24.19 Resource",
-    "dandi/0.61.2 requests/2.31.0 python/3.11.7",
-    "aws-cli/2.15.0 Python/3.11.6 Linux/6.5.0 exe/x86_64.ubuntu.22",
-];
-
 fn weighted<T: Copy>(rng: &mut StdRng, table: &[(T, u32)]) -> T {
     let total: u32 = table.iter().map(|(_, w)| w).sum();
     let mut pick = rng.gen_range(0..total);
@@ -172,6 +232,7 @@ struct Request<'a> {
     status: u16,
     /// `None` is written `-`.
     bytes_sent: Option<u64>,
+    agent: &'a str,
 }
 
 /// Appends the lines of one session (with line endings) to `out`; returns how many.
@@ -181,9 +242,17 @@ struct Request<'a> {
 /// or a single request of another kind.
 fn write_session(rng: &mut StdRng, people: &Population, time: i64, out: &mut Vec<u8>) -> u64 {
     let object = skewed(rng, people.keys.len());
+    let requester = skewed(rng, people.ips.len());
+    // most requesters use one client; some now and then another (a browser beside a script)
+    let agent = if rng.gen_range(0..10) == 0 {
+        &people.agents[rng.gen_range(0..people.agents.len())]
+    } else {
+        &people.agents[requester]
+    };
     let mut request = Request {
         time,
-        ip: &people.ips[skewed(rng, people.ips.len())],
+        ip: &people.ips[requester],
+        agent,
         operation: weighted(rng, &OPERATIONS),
         key: &people.keys[object],
         size: people.sizes[object],
@@ -264,7 +333,7 @@ fn write_line(rng: &mut StdRng, request: &Request<'_>, out: &mut Vec<u8>) {
     } else {
         "-".to_owned()
     };
-    let agent = AGENTS[rng.gen_range(0..AGENTS.len())];
+    let agent = request.agent;
     let start = out.len();
     let _ = write!(
         out,
