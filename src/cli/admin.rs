@@ -16,7 +16,8 @@ use crate::stage::Outcome;
 #[derive(Debug, Subcommand)]
 pub enum ResetCommand {
     /// Delete every extracted request and processed-file record (the logs must then be extracted
-    /// again); requesters, their labels and coordinates stay.
+    /// again, for example to classify the clients of requests extracted before client classes);
+    /// requesters, their labels, coordinates and the region rows last published stay.
     Extraction {
         /// Do not ask for confirmation.
         #[arg(long)]

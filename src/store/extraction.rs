@@ -244,12 +244,14 @@ impl Store {
     }
 
     /// Deletes every extracted request and processed-file record, in one transaction;
-    /// requesters, their labels and coordinates stay.
+    /// requesters, their labels and coordinates stay, and so do the region rows last published:
+    /// the summaries after extracting again must not reveal a change the diff-safe region rule
+    /// would have held back.
     pub(crate) fn reset_extraction(&self) -> Result<(), StoreError> {
         self.in_transaction(|tx| {
             tx.execute_batch(
                 "DELETE FROM bins; DELETE FROM objects; DELETE FROM files; DELETE FROM rejects;
-                 DELETE FROM dataset_tallies; DELETE FROM published_regions;
+                 DELETE FROM dataset_tallies;
                  DELETE FROM meta WHERE key IN ('batches', 'objects') OR key LIKE 'state:%';",
             )
         })?;

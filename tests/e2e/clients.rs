@@ -323,7 +323,26 @@ fn a_cache_from_before_client_classes_opens_and_works() {
         format!("{CLIENT_HEADER}tool\trclone\t9\t1\t1\nunknown\t-\t7000\t16\t11\n")
     );
     // re-extracting (docs/clients.md) classifies the old ones too
+    // the region rows last published (K = 2: US-CA has three requesters) stay: the diff-safe rule goes on
+    // across the re-extraction
+    ok(
+        &env,
+        &["update", "summaries", "--region-min-requesters", "2"],
+    );
+    let published = || -> String {
+        rusqlite::Connection::open(env.cache.join("s3tally.sqlite"))
+            .unwrap()
+            .query_row(
+                "SELECT group_concat(scope || ':' || data, '|') FROM published_regions",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap()
+    };
+    let before = published();
+    assert!(before.contains("US-CA"), "{before}");
     ok(&env, &["reset", "extraction", "--yes"]);
+    assert_eq!(published(), before);
     env.extract(&[&fixture("clients/logs"), &late], 0);
     let by_client = read(&summaries(&env, "again", &[]).join("ds1/by_client.tsv"));
     assert_eq!(
