@@ -16,7 +16,10 @@ use crate::summaries::disclosure::Privacy;
 fn pooled(metrics: &ItemMetrics, k: usize) -> BTreeMap<(Access, String), Metrics> {
     let mut rows: BTreeMap<(Access, String), Metrics> = BTreeMap::new();
     for ((access, country), cell) in &metrics.cells {
-        let behind = metrics.requesters.get(country).map_or(0, std::collections::HashSet::len);
+        let behind = metrics
+            .requesters
+            .get(country)
+            .map_or(0, std::collections::HashSet::len);
         let country = if behind < k { "other" } else { country };
         let row = rows.entry((*access, country.to_owned())).or_default();
         row.total += cell.total;
