@@ -151,6 +151,10 @@ impl ClientRules {
                 .build()
                 .map_err(|e| error(rules.0, number + 1, e.to_string()))?;
             let family = family.trim().to_owned();
+            if family.chars().any(char::is_control) {
+                let why = "the family holds a control character".to_owned();
+                return Err(error(rules.0, number + 1, why));
+            }
             parsed.push((regex, Client { class, family }));
         }
         let patterns: Vec<&str> = robots

@@ -309,6 +309,10 @@ fn a_broken_rules_file_is_refused_naming_the_line() {
             .starts_with("mine.tsv line 2: expected pattern<TAB>class<TAB>family")
     );
     assert!(error("(unclosed\ttool\tx\n").starts_with("mine.tsv line 1: regex parse error"));
+    assert_eq!(
+        error("^a/\ttool\tbell\u{7}\n"),
+        "mine.tsv line 1: the family holds a control character"
+    );
     assert!(
         ClientRules::load(Some(Path::new("/nonexistent/rules.tsv")))
             .unwrap_err()
