@@ -29,7 +29,7 @@ ours = collections.defaultdict(lambda: [0, 0, 0])
 with open(sys.argv[2], "rb") as stream:
     next(stream)
     for line in stream:
-        key, _, sent, status, _ = line.rstrip(b"\n").split(b"\t")
+        key, _, sent, status = line.rstrip(b"\n").split(b"\t")[:4]
         entry = ours[key]
         entry[0] += 1
         entry[1] += int(sent)
