@@ -178,7 +178,6 @@ pub(crate) fn compute(
     let mut computing = Computing {
         access,
         countries,
-        start,
         end,
         names: Vec::new(),
         index: FxHashMap::default(),
@@ -233,7 +232,7 @@ struct Computing {
     /// By client id: the access method, `None` for a robot.
     access: Vec<Option<Access>>,
     countries: FxHashMap<u64, String>,
-    start: i64,
+    /// The first second after the month.
     end: i64,
     names: Vec<String>,
     index: FxHashMap<String, usize>,
@@ -281,22 +280,21 @@ impl Computing {
                 .countries
                 .get(&request.requester)
                 .map_or("unknown", String::as_str);
+            let (requester, client) = (request.requester, request.client);
             let hour = request.time.div_euclid(3600);
             for &(dataset, in_archive) in &object.places {
-                let session = (request.requester, request.client, hour);
                 let new = self
                     .sessions
-                    .insert((false, dataset, session.0, session.1, hour));
-                self.metrics[dataset].add(access, country, request.requester, new);
+                    .insert((false, dataset, requester, client, hour));
+                self.metrics[dataset].add(access, country, requester, new);
                 if in_archive {
                     let new = self
                         .sessions
-                        .insert((true, dataset, session.0, session.1, hour));
-                    self.archive.add(access, country, request.requester, new);
+                        .insert((true, dataset, requester, client, hour));
+                    self.archive.add(access, country, requester, new);
                 }
             }
         }
-        debug_assert!(requests.iter().all(|r| r.time >= self.start));
         requests.clear();
     }
 }

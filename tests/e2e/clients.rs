@@ -165,6 +165,9 @@ fn each_request_gets_its_client_class_in_the_dump_and_by_client() {
             .sum()
     };
     assert_eq!(total_requests(&out), 16);
+    let shown = ok(&env, &["show", "ds1", "--output", out.to_str().unwrap()]);
+    assert!(shown.contains("ds1/by_client.tsv"), "{shown}");
+    assert!(shown.contains("│ boto3 "), "{shown}");
 
     // without robots: their row and their requests are gone from every summary
     let human = summaries(&env, "no-robots", &["--exclude-robots"]);
