@@ -17,10 +17,7 @@ const RULES: &str = include_str!("rules.tsv");
 const ROBOTS: &str = include_str!("counter_robots.txt");
 
 /// The class of a client.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum ClientClass {
     /// No user agent.
     Unknown,

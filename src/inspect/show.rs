@@ -19,7 +19,12 @@ pub(crate) fn show(dir: &Path, dataset: Option<&str>) -> anyhow::Result<String> 
         );
     }
     let mut out = String::new();
-    for file in ["by_day.tsv", "by_region.tsv", "by_client.tsv", "by_asset.tsv"] {
+    for file in [
+        "by_day.tsv",
+        "by_region.tsv",
+        "by_client.tsv",
+        "by_asset.tsv",
+    ] {
         let path = base.join(file);
         if !path.exists() {
             continue;
