@@ -23,7 +23,7 @@ use std::path::PathBuf;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::bins::{self, BinRequest};
+use crate::bins::BinRequest;
 use crate::clients::ClientClass;
 use crate::store::Store;
 use crate::summaries::disclosure::Privacy;
@@ -204,12 +204,10 @@ pub(crate) fn compute(
         if object.places.is_empty() {
             return Ok(());
         }
-        decoded.clear();
-        bins::decode_object(key, data, &mut decoded)?;
+        counted.decode(key, data, &mut decoded)?;
         object.requests.extend(decoded.iter().filter(|request| {
             request.time >= start
                 && request.time < end + DOUBLE_CLICK_SECONDS
-                && counted.counts(request)
                 && computing.access_of(request).is_some()
         }));
         Ok(())

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::bins::{self, BinRequest};
+use crate::bins::BinRequest;
 use crate::interrupt::StopFlag;
 use crate::progress::{Amount, Progress};
 use crate::store::{BatchNumber, Store};
@@ -332,12 +332,8 @@ fn read(
             // a dataset not picked
             return Ok(());
         }
-        requests.clear();
-        bins::decode_object(key, data, &mut requests)?;
+        counted.decode(key, data, &mut requests)?;
         for request in &requests {
-            if !counted.counts(request) {
-                continue;
-            }
             let start = partition.of(request.time.div_euclid(86_400));
             let rows = read.partitions.entry(start).or_default();
             for &place in current_places {

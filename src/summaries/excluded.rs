@@ -8,7 +8,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::bins::BinRequest;
+use crate::bins::{self, BinRequest};
 use crate::clients::ClientClass;
 use crate::privacy::Salt;
 use crate::store::{RequesterId, Store};
@@ -113,8 +113,22 @@ impl Counted {
         })
     }
 
+    /// Decodes a bin of the object `key` into `out` (emptied first), keeping the requests that
+    /// count.
+    pub(crate) fn decode(
+        &self,
+        key: &[u8],
+        data: &[u8],
+        out: &mut Vec<BinRequest>,
+    ) -> anyhow::Result<()> {
+        out.clear();
+        bins::decode_object(key, data, out)?;
+        out.retain(|request| self.counts(request));
+        Ok(())
+    }
+
     /// Whether a request counts.
-    pub(crate) fn counts(&self, request: &BinRequest) -> bool {
+    fn counts(&self, request: &BinRequest) -> bool {
         !self.requesters.contains(&request.requester)
             && !self
                 .robots

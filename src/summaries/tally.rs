@@ -7,7 +7,7 @@ use rustc_hash::FxHashMap;
 
 use super::excluded::Counted;
 use super::grouping::{Grouping, UNDETERMINED};
-use crate::bins::{self, BinRequest};
+use crate::bins::BinRequest;
 use crate::clients::Client;
 use crate::labels::{LabelKind, RegionLabel};
 use crate::output::escape_controls;
@@ -431,12 +431,8 @@ pub(crate) fn tally(
         if current_assets.is_empty() {
             return Ok(());
         }
-        requests.clear();
-        bins::decode_object(key, data, &mut requests)?;
+        counted.decode(key, data, &mut requests)?;
         for request in &requests {
-            if !counted.counts(request) {
-                continue;
-            }
             let region = requester_region
                 .get(&request.requester)
                 .copied()
